@@ -1,0 +1,299 @@
+# -*- test-case-name: tests.test_static -*-
+"""
+Static files with C{SimpleHTTPRequestHandler}'s behaviour, and what a real
+server adds to it (keep-alive, validators, ranges).
+
+The resource is a leaf: it resolves the raw request path itself through
+L{twisted_cgiserve._paths}, because Twisted's traversal decodes each segment
+separately (so C{%2f} and C{/} differ) and does not resolve dot segments,
+while http.server decodes the whole path once and resolves them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+from collections.abc import Sequence
+
+from twisted.web.iweb import IRequest
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET
+
+from twisted_cgiserve._body import Piece, sendBody
+from twisted_cgiserve._conditional import (
+    Precondition,
+    evaluatePreconditions,
+    formatHTTPDate,
+    ifRangeAllows,
+    makeETag,
+)
+from twisted_cgiserve._errors import sendError
+from twisted_cgiserve._listing import renderListing
+from twisted_cgiserve._mime import guessContentType
+from twisted_cgiserve._paths import (
+    BadRequestPath,
+    ResolvedPath,
+    collapseLeadingSlashes,
+    resolvePath,
+    splitTarget,
+)
+from twisted_cgiserve._ranges import parseRange
+
+__all__ = ["StaticResource", "refuseMethod", "resourcePath"]
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+_INTERESTING = frozenset(
+    {
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"range",
+        b"if-range",
+    }
+)
+
+
+def resourcePath(request: IRequest) -> bytes:
+    """
+    The raw, still percent-encoded path below the resource that is rendering
+    C{request}: the whole path at the root of a site, or what follows the
+    segments that traversal consumed when the resource is mounted deeper.
+
+    Twisted splits the raw path on C{/} before decoding, so the segments in
+    C{request.prepath} correspond one to one to the raw ones.
+    """
+    path, _query = splitTarget(request.uri)
+    path = collapseLeadingSlashes(path)
+    depth = len(getattr(request, "prepath", None) or ())
+    if not depth:
+        return path
+    rest = path[1:].split(b"/")[depth:]
+    return b"/" + b"/".join(rest) if rest else b""
+
+
+def _redirectTarget(uri: bytes) -> bytes:
+    """
+    The C{Location} for a directory asked for without its trailing slash:
+    the raw target with a slash added to the path, query and fragment kept,
+    as http.server builds it (relative, and never C{//host}).
+    """
+    uri = collapseLeadingSlashes(uri)
+    uri, hashMark, fragment = uri.partition(b"#")
+    path, question, query = uri.partition(b"?")
+    location = path + b"/"
+    if question and query:
+        location += b"?" + query
+    if hashMark and fragment:
+        location += b"#" + fragment
+    return location
+
+
+def _boundary(etag: bytes) -> bytes:
+    """
+    A multipart boundary that cannot occur in the part headers.
+    """
+    return b"cgiserve-" + etag.strip(b'"').replace(b"-", b"")
+
+
+def refuseMethod(request: IRequest) -> int:
+    """
+    Answer a method static files do not support with http.server's 501.
+    """
+    if request.method == b"POST":
+        return sendError(request, 501, "Can only POST to CGI scripts")
+    name = request.method.decode("latin-1")
+    return sendError(request, 501, f"Unsupported method ({name!r})")
+
+
+class StaticResource(Resource):
+    """
+    Serve the files below a directory as C{python -m http.server} does:
+    index files, listings, C{301} to add a directory's slash, C{404 File not
+    found} for anything missing or unreadable, and C{501} for methods other
+    than GET and HEAD. Mount it anywhere in a resource tree.
+
+    @ivar path: The directory served, absolute.
+    @ivar indexNames: The files tried, in order, for a directory.
+    @ivar listDirectories: Whether a directory without an index file is
+        listed (otherwise it is not found).
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        path: str,
+        *,
+        indexNames: Sequence[str] = ("index.html", "index.htm"),
+        listDirectories: bool = True,
+    ) -> None:
+        super().__init__()
+        self.path = os.path.abspath(path)
+        self.indexNames = tuple(indexNames)
+        self.listDirectories = listDirectories
+
+    def render(self, request: IRequest) -> int:
+        """
+        Serve a GET or HEAD; refuse every other method as http.server does.
+        """
+        if request.method not in (b"GET", b"HEAD"):
+            return refuseMethod(request)
+        try:
+            resolved = resolvePath(resourcePath(request))
+        except BadRequestPath:
+            return sendError(request, 400, "Bad request path")
+        return self.renderResolved(request, resolved)
+
+    def renderResolved(self, request: IRequest, resolved: ResolvedPath) -> int:
+        """
+        Serve a GET or HEAD whose path the caller already resolved (a
+        dispatcher in front of this resource resolves each request once).
+        """
+        fsPath = os.path.join(self.path, *resolved.segments)
+        return self.renderPath(request, fsPath, resolved.trailingSlash)
+
+    def renderPath(self, request: IRequest, fsPath: str, trailingSlash: bool) -> int:
+        """
+        Serve the file or directory at C{fsPath}, already resolved from the
+        request and known to lie below L{path}.
+        """
+        try:
+            fd = os.open(fsPath, _OPEN_FLAGS)
+        except (OSError, ValueError) as e:
+            if isinstance(e, OSError) and e.errno == errno.EACCES:
+                # An unreadable directory can still be redirected to its
+                # slash, as http.server does before it fails to list it.
+                try:
+                    if stat.S_ISDIR(os.stat(fsPath).st_mode):
+                        return self._renderDirectory(request, fsPath, trailingSlash)
+                except (OSError, ValueError):
+                    pass
+            return sendError(request, 404, "File not found")
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            os.close(fd)
+            return sendError(request, 404, "File not found")
+        if stat.S_ISDIR(st.st_mode):
+            os.close(fd)
+            return self._renderDirectory(request, fsPath, trailingSlash)
+        if not stat.S_ISREG(st.st_mode) or trailingSlash:
+            # A file asked for with a trailing slash is not found (Issue17324);
+            # FIFOs and devices are never opened for reading.
+            os.close(fd)
+            return sendError(request, 404, "File not found")
+        return self._renderFile(request, fsPath, fd, st)
+
+    def _renderDirectory(
+        self, request: IRequest, fsPath: str, trailingSlash: bool
+    ) -> int:
+        if not trailingSlash:
+            request.setResponseCode(301)
+            request.setHeader(b"location", _redirectTarget(request.uri))
+            request.setHeader(b"content-length", b"0")
+            request.finish()
+            return NOT_DONE_YET
+        for name in self.indexNames:
+            indexPath = os.path.join(fsPath, name)
+            try:
+                fd = os.open(indexPath, _OPEN_FLAGS)
+            except (OSError, ValueError):
+                continue
+            try:
+                st = os.fstat(fd)
+            except OSError:
+                os.close(fd)
+                continue
+            if stat.S_ISREG(st.st_mode):
+                return self._renderFile(request, indexPath, fd, st)
+            os.close(fd)
+        if not self.listDirectories:
+            return sendError(request, 404, "File not found")
+        path, _query = splitTarget(collapseLeadingSlashes(request.uri))
+        try:
+            body = renderListing(fsPath, path)
+        except (OSError, ValueError):
+            return sendError(request, 404, "No permission to list directory")
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"content-length", b"%d" % (len(body),))
+        if request.method != b"HEAD":
+            request.write(body)
+        request.finish()
+        return NOT_DONE_YET
+
+    def _renderFile(
+        self, request: IRequest, fsPath: str, fd: int, st: os.stat_result
+    ) -> int:
+        """
+        Answer for a regular file: validators, preconditions, ranges, body.
+        Takes ownership of C{fd}.
+        """
+        etag = makeETag(st)
+        headers = request.requestHeaders
+        # One pass over the (few) request headers instead of a lookup for
+        # each of the six that matter here.
+        conditions = {}
+        for name, values in headers.getAllRawHeaders():
+            lowered = name.lower()
+            if lowered in _INTERESTING:
+                conditions[lowered] = values[-1]
+        rangeHeader = conditions.pop(b"range", None)
+        ifRange = conditions.pop(b"if-range", None)
+        lastModified = formatHTTPDate(st.st_mtime)
+        if conditions:
+            decision = evaluatePreconditions(conditions, st, etag)
+            if decision is not Precondition.PROCEED:
+                os.close(fd)
+                if decision is Precondition.NOT_MODIFIED:
+                    request.setResponseCode(304)
+                    request.setHeader(b"etag", etag)
+                    request.setHeader(b"last-modified", lastModified)
+                    request.finish()
+                    return NOT_DONE_YET
+                return sendError(request, 412)
+        contentType = guessContentType(fsPath)
+        size = st.st_size
+        request.setHeader(b"accept-ranges", b"bytes")
+        request.setHeader(b"etag", etag)
+        request.setHeader(b"last-modified", lastModified)
+        pieces: list[Piece] = [(0, size)]
+        if (
+            rangeHeader is not None
+            and request.method == b"GET"
+            and ifRangeAllows(ifRange, st, etag)
+        ):
+            ranges = parseRange(rangeHeader, size)
+            if ranges is not None and not ranges:
+                os.close(fd)
+                request.setHeader(b"content-range", b"bytes */%d" % (size,))
+                request.setResponseCode(416)
+                request.setHeader(b"content-length", b"0")
+                request.finish()
+                return NOT_DONE_YET
+            if ranges is not None and len(ranges) == 1:
+                first, last = ranges[0]
+                request.setResponseCode(206)
+                request.setHeader(
+                    b"content-range", b"bytes %d-%d/%d" % (first, last, size)
+                )
+                pieces = [(first, last - first + 1)]
+            elif ranges:
+                boundary = _boundary(etag)
+                pieces = []
+                for first, last in ranges:
+                    pieces.append(
+                        b"\r\n--%s\r\nContent-Type: %s\r\n"
+                        b"Content-Range: bytes %d-%d/%d\r\n\r\n"
+                        % (boundary, contentType, first, last, size)
+                    )
+                    pieces.append((first, last - first + 1))
+                pieces.append(b"\r\n--%s--\r\n" % (boundary,))
+                request.setResponseCode(206)
+                contentType = b"multipart/byteranges; boundary=" + boundary
+        length = sum(len(p) if isinstance(p, bytes) else p[1] for p in pieces)
+        request.setHeader(b"content-type", contentType)
+        request.setHeader(b"content-length", b"%d" % (length,))
+        sendBody(request, fd, pieces)
+        return NOT_DONE_YET

@@ -1,0 +1,219 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd cgiserve}: the command line and the service it builds.
+
+Options follow C{python -m http.server} where it has a word for the thing
+(C{--bind}, C{--directory}) and C{twistd web} otherwise (C{--path}), so
+users of either feel at home. Every configuration error ends the process
+with one line on standard error and exit status 2, never a traceback or
+twistd's whole usage text.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.python import usage
+
+from twisted import __version__ as twistedVersion
+from twisted_cgiserve._accesslog import AccessLog
+from twisted_cgiserve._listen import (
+    ListeningService,
+    ListenSpec,
+    endpointFor,
+    parsePort,
+)
+from twisted_cgiserve._resource import makeRootResource
+from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
+from twisted_cgiserve._site import CGIServeSite
+from twisted_cgiserve._version import __version__
+
+__all__ = ["Options", "makeService"]
+
+_DEFAULT_PORT = "8000"
+_DEFAULT_CGI_DIRECTORIES = ("/cgi-bin", "/htbin")
+
+_EXIT_USAGE = 2
+
+
+class Options(usage.Options):
+    """
+    The options of C{twistd cgiserve}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve a directory over HTTP as 'python -m http.server' does, and run "
+        "CGI scripts under /cgi-bin and /htbin as 'python -m http.server "
+        "--cgi' did. Example: twistd -n cgiserve --port 8000"
+    )
+
+    optFlags = [
+        ["no-cgi", None, "Serve CGI directories as ordinary files: run no scripts."],
+    ]
+
+    optParameters = [
+        [
+            "bind",
+            "b",
+            None,
+            "Address for bare-number ports (default: all interfaces, IPv6 and IPv4).",
+        ],
+        [
+            "directory",
+            "d",
+            None,
+            "Directory to serve (default: the current directory).",
+        ],
+        [
+            "access-log",
+            None,
+            None,
+            "Append one combined-log-format line per request to this file "
+            "('-' for standard output; default: twistd's log).",
+        ],
+    ]
+
+    compData = usage.Completions(
+        optActions={
+            "directory": usage.CompleteDirs(),
+            "access-log": usage.CompleteFiles(),
+        }
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["ports"] = []
+        self["cgi-dirs"] = []
+
+    def opt_port(self, value: str) -> None:
+        """
+        Where to listen; repeatable. A bare number is a TCP port on every
+        interface (or on --bind); anything else is a Twisted endpoint
+        description such as tcp:8000:interface=127.0.0.1, tcp6:8000,
+        unix:/run/cgiserve.sock, ssl:8443:privateKey=key.pem or
+        systemd:domain=INET:index=0. Default: 8000.
+        """
+        self["ports"].append(value)
+
+    opt_p = opt_port
+
+    def opt_path(self, value: str) -> None:
+        """
+        Alias of --directory, as in 'twistd web'.
+        """
+        self["directory"] = value
+
+    def opt_cgi_dir(self, value: str) -> None:
+        """
+        URL path below which files are CGI scripts; repeatable (default:
+        /cgi-bin and /htbin).
+        """
+        self["cgi-dirs"].append(value)
+
+    def opt_version(self) -> None:
+        """
+        Print the versions of twisted-cgiserve and Twisted, and exit.
+        """
+        print(f"twisted-cgiserve {__version__} (Twisted {twistedVersion})")
+        sys.exit(0)
+
+    # usage.Options shows docstrings with their indentation; make each one
+    # line of help text.
+    for _method in (opt_port, opt_path, opt_cgi_dir, opt_version):
+        _method.__doc__ = " ".join((_method.__doc__ or "").split())
+    del _method
+
+    def parseOptions(self, options: Sequence[str] | None = None) -> None:
+        """
+        Parse, and turn any usage error into one line on standard error.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            sys.stderr.write(
+                f"twistd cgiserve: error: {e} (see 'twistd cgiserve --help')\n"
+            )
+            sys.stderr.flush()
+            raise SystemExit(_EXIT_USAGE) from None
+
+    def postOptions(self) -> None:
+        directory = self["directory"] or os.getcwd()
+        if not os.path.isdir(directory):
+            reason = (
+                "does not exist"
+                if not os.path.exists(directory)
+                else ("is not a directory")
+            )
+            raise usage.UsageError(f"--directory {directory!r} {reason}")
+        self["directory"] = os.path.abspath(directory)
+
+        try:
+            self["cgi-dirs"] = [
+                normaliseCGIDirectory(d)
+                for d in (self["cgi-dirs"] or _DEFAULT_CGI_DIRECTORIES)
+            ]
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
+        ports = self["ports"] or [_DEFAULT_PORT]
+        specs: list[ListenSpec] = []
+        for value in ports:
+            try:
+                spec = parsePort(value, self["bind"])
+                if spec.description is not None:
+                    # Parse now so a malformed description is a usage error,
+                    # not a traceback at start-up.
+                    endpointFor(_reactor(), spec)
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+            specs.append(spec)
+        self["listen"] = specs
+
+    def settings(self) -> Settings:
+        """
+        The served tree's settings these options describe.
+        """
+        return Settings(
+            cgiDirectories=tuple(self["cgi-dirs"]),
+            cgiEnabled=not self["no-cgi"],
+        )
+
+
+def _reactor() -> Any:
+    """
+    The global reactor, imported only when needed so that parsing options
+    (and C{twistd --help}) never installs one.
+    """
+    from twisted.internet import reactor  # noqa: PLC0415
+
+    return reactor
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    """
+    Build the server: one listening service per port, all serving the same
+    site.
+    """
+    if reactor is None:
+        reactor = _reactor()
+    try:
+        accessLog = AccessLog(options["access-log"])
+    except OSError as e:
+        sys.stderr.write(
+            f"twistd cgiserve: cannot open --access-log {options['access-log']!r}: "
+            f"{e.strerror}\n"
+        )
+        raise SystemExit(1) from None
+    resource = makeRootResource(options["directory"], options.settings())
+    site = CGIServeSite(resource, accessLog=accessLog, reactor=reactor)
+    parent = MultiService()
+    for spec in options["listen"]:
+        ListeningService(spec, endpointFor(reactor, spec), site).setServiceParent(
+            parent
+        )
+    return parent
