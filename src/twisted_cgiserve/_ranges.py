@@ -38,11 +38,11 @@ def _parseSpec(spec: bytes, size: int) -> tuple[int, int] | bool | None:
             return False
         return (max(size - suffix, 0), size - 1)
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
+    if last and int(last) < start:
         return None
     if start >= size:
         return False
+    end = int(last) if last else size - 1
     return (start, min(end, size - 1))
 
 

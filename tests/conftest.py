@@ -1,0 +1,184 @@
+"""
+Shared fixtures: the real C{twistd -n cgiserve} process on a loopback port,
+and raw-socket helpers for requests no HTTP library will send.
+
+Nothing here imports the reactor: pytest-twisted installs it after this
+module is imported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+TWISTD = str(Path(sys.executable).with_name("twistd"))
+
+_SERVING = re.compile(rb"Serving HTTP on (\S+) port (\d+)")
+
+
+@dataclass
+class Server:
+    """
+    A running C{twistd -n cgiserve}.
+    """
+
+    process: subprocess.Popen[bytes]
+    host: str
+    port: int
+    logPath: Path
+    root: Path
+    args: list[str] = field(default_factory=list)
+
+    def url(self, path: str = "/") -> str:
+        return f"http://{self.host}:{self.port}{path}"
+
+    def log(self) -> str:
+        return self.logPath.read_text("utf-8", "replace")
+
+    def stop(self) -> int:
+        """
+        Stop the server with SIGTERM and return its exit status.
+        """
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def runTwistd(
+    args: list[str], cwd: Path, timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """
+    Run C{twistd -n --pidfile= cgiserve ARGS} to completion (for commands
+    that must exit, such as bad configuration).
+    """
+    return subprocess.run(
+        [TWISTD, "-n", "--pidfile=", "cgiserve", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def startServer(
+    root: Path,
+    args: list[str] | None = None,
+    logDir: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 20,
+) -> Server:
+    """
+    Start C{twistd -n cgiserve} serving C{root} on an ephemeral loopback
+    port and wait until it says where it listens.
+    """
+    args = list(args or [])
+    if not any(a == "--port" or a.startswith("--port=") for a in args):
+        args = ["--port", "tcp:0:interface=127.0.0.1", *args]
+    logPath = (logDir or root.parent) / f"twistd-{time.monotonic_ns()}.log"
+    logFile = logPath.open("wb")
+    process = subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", "cgiserve", "--directory", str(root), *args],
+        cwd=root,
+        stdout=logFile,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+    )
+    logFile.close()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        match = _SERVING.search(logPath.read_bytes())
+        if match:
+            return Server(
+                process,
+                match.group(1).decode(),
+                int(match.group(2)),
+                logPath,
+                root,
+                args,
+            )
+        if process.poll() is not None:
+            break
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    raise RuntimeError(f"twistd cgiserve did not start:\n{logPath.read_text()}")
+
+
+@pytest.fixture
+def docroot(tmp_path: Path) -> Path:
+    """
+    An empty document root.
+    """
+    root = tmp_path / "root"
+    root.mkdir()
+    return root
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """
+    Start servers on demand (C{serve(root, args)}); all are stopped at the
+    end of the test.
+    """
+    servers: list[Server] = []
+
+    def start(root: Path, args: list[str] | None = None, **kw: object) -> Server:
+        server = startServer(root, args, logDir=tmp_path, **kw)  # type: ignore[arg-type]
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def rawRequest(
+    port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 5
+) -> bytes:
+    """
+    Send C{data} as is and return everything the server sends until it
+    closes the connection or goes quiet for C{timeout} seconds.
+    """
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(data)
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+    return b"".join(chunks)
+
+
+def statusOf(response: bytes) -> int:
+    """
+    The status code of a raw response.
+    """
+    return int(response.split(b" ", 2)[1])
+
+
+@pytest.fixture(autouse=True)
+def _noStrayPidfile() -> Iterator[None]:
+    """
+    Servers are started with C{--pidfile=}; make sure no test leaves a
+    C{twistd.pid} in the checkout.
+    """
+    yield
+    assert not os.path.exists("twistd.pid")

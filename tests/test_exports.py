@@ -1,0 +1,85 @@
+"""
+The public surface, the dropin and the wheel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import twisted_cgiserve
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_publicAPI() -> None:
+    """
+    The package exports exactly its documented API.
+    """
+    assert sorted(twisted_cgiserve.__all__) == [
+        "Settings",
+        "StaticResource",
+        "__version__",
+        "makeRootResource",
+    ]
+    for name in twisted_cgiserve.__all__:
+        assert getattr(twisted_cgiserve, name) is not None
+
+
+def test_dropinIsCheap() -> None:
+    """
+    Importing the dropin installs no reactor and imports none of the
+    package: every twistd invocation on the machine imports it.
+    """
+    code = (
+        "import sys, twisted.plugins.twisted_cgiserve_plugin as p;"
+        "print('twisted.internet.reactor' in sys.modules,"
+        " any(m.startswith('twisted_cgiserve') for m in sys.modules),"
+        " p.twistedCGIServe.tapname)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "False", "cgiserve"]
+
+
+def test_pluginDiscovered() -> None:
+    """
+    twistd finds the C{cgiserve} subcommand.
+    """
+    code = (
+        "from twisted.plugin import getPlugins;"
+        "from twisted.application.service import IServiceMaker;"
+        "print(sorted(p.tapname for p in getPlugins(IServiceMaker)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "'cgiserve'" in out
+
+
+def test_wheelContents(tmp_path: Path) -> None:
+    """
+    The wheel ships the dropin but never C{twisted/__init__.py},
+    C{twisted/plugins/__init__.py} (which would overwrite Twisted's) or a
+    C{dropin.cache}.
+    """
+    pytest.importorskip("hatchling")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+         "-q", "-w", str(tmp_path), str(ROOT)],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    (wheel,) = tmp_path.glob("twisted_cgiserve-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert "twisted/plugins/twisted_cgiserve_plugin.py" in names
+    assert "twisted_cgiserve/__init__.py" in names
+    assert "twisted_cgiserve/py.typed" in names
+    assert not {
+        n for n in names if n.startswith("twisted/") and n.endswith("__init__.py")
+    }
+    assert not {n for n in names if n.endswith("dropin.cache")}
