@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import IO, Protocol
+from typing import Any
 
 from twisted.logger import Logger
 from twisted.web.http import Request
@@ -90,21 +90,23 @@ def combinedLogLine(request: Request, timestamp: str | None = None) -> str:
     )
 
 
-class _Writer(Protocol):
-    def __call__(self, line: str) -> None: ...
-
-
 class AccessLog:
     """
-    Where access-log lines go: a file (appended to, one write per line, so
-    C{tail -f} and logrotate's C{copytruncate} see whole lines), standard
-    output (C{-}), or, by default, twistd's own log.
+    Where access-log lines go: a file (appended to), standard output (C{-}),
+    or, by default, twistd's own log.
+
+    Lines for a file are collected while the reactor handles a batch of
+    requests and written with one C{write} at the end of that reactor turn:
+    always whole lines (C{tail -f} and logrotate's C{copytruncate} see no
+    partial ones), at most one turn late, and without a system call per
+    request.
     """
 
-    def __init__(self, path: str | None = None) -> None:
+    def __init__(self, path: str | None = None, reactor: Any = None) -> None:
         self.path = path
+        self._reactor = reactor
         self._fd: int | None = None
-        self._stream: IO[bytes] | None = None
+        self._pending: list[str] = []
         if path == "-":
             self._fd = 1
         elif path is not None:
@@ -121,10 +123,27 @@ class AccessLog:
             # Naming the system spares twistd's observer from deriving
             # "namespace#level" for every request.
             _accessLogger.info("{line}", line=line, log_system="cgiserve.access")
-        else:
+            return
+        if self._reactor is None:
             os.write(self._fd, (line + "\n").encode("utf-8", "replace"))
+            return
+        if not self._pending:
+            self._reactor.callLater(0, self.flush)
+        self._pending.append(line)
+
+    def flush(self) -> None:
+        """
+        Write the lines collected so far.
+        """
+        if self._pending and self._fd is not None:
+            lines, self._pending = self._pending, []
+            data = "\n".join(lines).encode("utf-8", "replace") + b"\n"
+            while data:
+                written = os.write(self._fd, data)
+                data = data[written:]
 
     def close(self) -> None:
+        self.flush()
         if self._fd is not None and self._fd != 1:
             os.close(self._fd)
         self._fd = None

@@ -202,7 +202,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         reactor = _reactor()
     try:
-        accessLog = AccessLog(options["access-log"])
+        accessLog = AccessLog(options["access-log"], reactor)
     except OSError as e:
         sys.stderr.write(
             f"twistd cgiserve: cannot open --access-log {options['access-log']!r}: "

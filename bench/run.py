@@ -1,0 +1,832 @@
+"""
+Compare twisted-cgiserve with the servers it replaces or is built on.
+
+Run with the project's venv python, e.g. C{python bench/run.py --quick}. All
+servers are started by this script on 127.0.0.1 only, on free ports, serving
+one generated docroot in a temp dir; the report (a Markdown table) goes to
+stdout, progress and server trouble to stderr. See bench/README.md.
+
+Scenarios and servers are plain data (L{SCENARIOS}, L{SERVERS}) so that new
+ones, such as the CGI scenarios, are one entry each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import http.client
+import json
+import os
+import platform
+import shlex
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from _load import (
+    LoadGenerator,
+    LoadResult,
+    PythonGenerator,
+    Request,
+    WrkGenerator,
+    find_or_install_wrk,
+)
+
+HOST = "127.0.0.1"  # Never anything else: these servers serve a temp dir.
+REPO = Path(__file__).resolve().parent.parent
+BINDIR = Path(sys.executable).parent
+OURS = "cgiserve"
+# Ratio columns, closest relative first; servers not named here come after.
+RATIO_ORDER = ("twisted.web", "http.server")
+STARTUP_TIMEOUT = 15.0
+STOP_TIMEOUT = 5.0
+WARMUP_SECONDS = 1
+
+Metric = Literal["req/s", "MB/s"]
+Validator = Callable[[Path, int, bytes], str | None]
+
+
+# --- scenarios ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """
+    One URL to load. C{kind} is matched against L{ServerSpec.kinds} so a CGI
+    scenario is only run on servers that can do CGI; C{server_args} lets a
+    scenario ask a server for extra options (say C{--cgi}), which starts a
+    separate instance of that server with them.
+    """
+
+    name: str
+    path: str
+    connections: int
+    metric: Metric
+    setup: Callable[[Path], None] | None = None
+    validate: Validator | None = None
+    kind: str = "static"
+    server_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    method: str = "GET"
+    body_file: str | None = None  # relative to the docroot, made by setup
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} ({self.metric})"
+
+
+def make_file(name: str, size: int) -> Callable[[Path], None]:
+    def setup(docroot: Path) -> None:
+        (docroot / name).write_bytes(os.urandom(size))
+
+    setup.__qualname__ = f"make_file({name!r}, {size})"
+    return setup
+
+
+def same_as_file(name: str) -> Validator:
+    """Random content, so a byte-exact comparison catches truncation or mixing."""
+
+    def validate(docroot: Path, status: int, body: bytes) -> str | None:
+        expected = (docroot / name).read_bytes()
+        if status != 200:
+            return f"status {status}, expected 200"
+        if body != expected:
+            return f"body of {len(body)} bytes differs from {name} ({len(expected)})"
+        return None
+
+    return validate
+
+
+# Mixed case on purpose: listing order and case handling differ between
+# servers, and the listing must still name every file.
+_STEMS = ("Alpha", "beta", "GAMMA", "delta", "EpSiLoN")
+_EXTS = ("txt", "TXT", "Dat")
+LISTING_NAMES = tuple(f"{_STEMS[i % 5]}{i:03d}.{_EXTS[i % 3]}" for i in range(200))
+
+
+def make_listing_dir(docroot: Path) -> None:
+    directory = docroot / "dir200"
+    directory.mkdir()
+    for name in LISTING_NAMES:
+        (directory / name).write_bytes(name.encode() * 4)
+
+
+def lists_all_names(docroot: Path, status: int, body: bytes) -> str | None:
+    del docroot
+    if status != 200:
+        return f"status {status}, expected 200"
+    text = body.decode("utf-8", "replace")
+    missing = [name for name in LISTING_NAMES if name not in text]
+    if missing:
+        return f"listing misses {len(missing)} of {len(LISTING_NAMES)} names"
+    return None
+
+
+SCENARIOS: tuple[Scenario, ...] = (
+    Scenario(
+        "1 KiB file",
+        "/1k.bin",
+        32,
+        "req/s",
+        setup=make_file("1k.bin", 1024),
+        validate=same_as_file("1k.bin"),
+    ),
+    Scenario(
+        "10 MiB file",
+        "/10m.bin",
+        4,
+        "MB/s",
+        setup=make_file("10m.bin", 10 * 1024 * 1024),
+        validate=same_as_file("10m.bin"),
+    ),
+    Scenario(
+        "listing of 200 entries",
+        "/dir200/",
+        32,
+        "req/s",
+        setup=make_listing_dir,
+        validate=lists_all_names,
+    ),
+)
+
+
+# --- servers -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Everything a command builder may need to know about one instance."""
+
+    port: int
+    docroot: Path
+    workdir: Path
+    log: Path
+    extra_args: tuple[str, ...]
+    # Where the server writes its access log when given a file of its own
+    # (--access-log file); None: into twistd's log.
+    access_log: Path | None = None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    name: str
+    kinds: frozenset[str]
+    command: Callable[[Launch], list[str]]
+    # Extra environment; may prepare files in launch.workdir first.
+    environment: Callable[[Launch], dict[str, str]] | None = None
+
+    def supports(self, scenario: Scenario) -> bool:
+        return scenario.kind in self.kinds
+
+
+def cgiserve_command(launch: Launch) -> list[str]:
+    return [
+        str(BINDIR / "twistd"),
+        "-n",
+        "--pidfile=",
+        "-l",
+        str(launch.log),
+        "cgiserve",
+        "--port",
+        f"tcp:{launch.port}:interface={HOST}",
+        "--directory",
+        str(launch.docroot),
+        *(["--access-log", str(launch.access_log)] if launch.access_log else []),
+        *launch.extra_args,
+    ]
+
+
+def checkout_environment(launch: Launch) -> dict[str, str]:
+    """
+    Benchmark the working tree rather than whatever the venv has installed,
+    from a private copy: twistd writes dropin.cache next to the plugins it
+    scans, and the harness must not write into src/.
+    """
+    copy = launch.workdir / "pysrc"
+    if not copy.exists():
+        shutil.copytree(
+            REPO / "src",
+            copy,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache"),
+        )
+    existing = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": os.pathsep.join(filter(None, [str(copy), existing]))}
+
+
+def http_server_command(launch: Launch) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "http.server",
+        str(launch.port),
+        "--bind",
+        HOST,
+        "--directory",
+        str(launch.docroot),
+        *launch.extra_args,
+    ]
+
+
+def twisted_web_command(launch: Launch) -> list[str]:
+    return [
+        str(BINDIR / "twistd"),
+        "-n",
+        "--pidfile=",
+        "-l",
+        str(launch.log),
+        "web",
+        # twistd web's own option for its access log (not twistd's -l).
+        *(["--logfile", str(launch.access_log)] if launch.access_log else []),
+        "--listen",
+        f"tcp:{launch.port}:interface={HOST}",
+        "--path",
+        str(launch.docroot),
+        *launch.extra_args,
+    ]
+
+
+SERVERS: tuple[ServerSpec, ...] = (
+    ServerSpec(
+        OURS, frozenset({"static"}), cgiserve_command, environment=checkout_environment
+    ),
+    ServerSpec("http.server", frozenset({"static"}), http_server_command),
+    ServerSpec("twisted.web", frozenset({"static"}), twisted_web_command),
+)
+
+
+# --- running servers ---------------------------------------------------------
+
+
+@dataclass
+class Instance:
+    """One started server process (a server may have several, see server_args)."""
+
+    spec: ServerSpec
+    extra_args: tuple[str, ...]
+    tag: str
+    argv: list[str] = field(default_factory=list)
+    port: int = 0
+    log: Path = Path()
+    output: Path = Path()
+    process: subprocess.Popen[bytes] | None = None
+    error: str | None = None  # one line, for the table's notes
+    details: str = ""  # command and log tails, for stderr and --json
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def start(
+    instance: Instance, docroot: Path, workdir: Path, access_log_mode: str = "file"
+) -> None:
+    """Start and wait until it accepts connections; on failure set .error."""
+    instance.port = free_port()
+    instance.log = workdir / f"{instance.tag}.log"
+    instance.output = workdir / f"{instance.tag}.out"
+    access_log = (
+        workdir / f"{instance.tag}-access.log" if access_log_mode == "file" else None
+    )
+    launch = Launch(
+        instance.port,
+        docroot,
+        workdir,
+        instance.log,
+        instance.extra_args,
+        access_log,
+    )
+    instance.argv = instance.spec.command(launch)
+    env = dict(os.environ)
+    if instance.spec.environment is not None:
+        env.update(instance.spec.environment(launch))
+    with instance.output.open("wb") as out:
+        # Own session, so stopping it also stops any CGI children it spawned.
+        instance.process = subprocess.Popen(
+            instance.argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            env=env,
+            start_new_session=True,
+        )
+    deadline = time.monotonic() + STARTUP_TIMEOUT
+    while True:
+        code = instance.process.poll()
+        if code is not None:
+            error = f"exited with status {code} before accepting connections"
+            break
+        with (
+            contextlib.suppress(OSError),
+            socket.create_connection((HOST, instance.port), timeout=0.5),
+        ):
+            return
+        if time.monotonic() > deadline:
+            error = f"did not accept connections within {STARTUP_TIMEOUT:.0f} s"
+            break
+        time.sleep(0.1)
+    logs = "\n".join(filter(None, [tail(instance.output), tail(instance.log)]))
+    if logs:
+        # The last line of a traceback usually says what is wrong.
+        error += f" ({logs.splitlines()[-1].strip()})"
+    instance.error = error
+    instance.details = "command: " + shlex.join(instance.argv)
+    if logs:
+        instance.details += "\n" + logs
+    stop(instance)
+
+
+def stop(instance: Instance) -> None:
+    process = instance.process
+    if process is None or process.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, STOP_TIMEOUT), (signal.SIGKILL, STOP_TIMEOUT)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextlib.contextmanager
+def running(
+    instances: Sequence[Instance],
+    docroot: Path,
+    workdir: Path,
+    access_log_mode: str = "file",
+) -> Iterator[None]:
+    try:
+        for instance in instances:
+            progress(f"starting {instance.tag} ...")
+            start(instance, docroot, workdir, access_log_mode)
+            if instance.error:
+                progress(f"!! {instance.tag} FAILED TO START: {instance.error}")
+                progress("    " + instance.details.replace("\n", "\n    "))
+                progress(f"!! continuing without {instance.tag}")
+            else:
+                progress(f"   {instance.tag} is up on {HOST}:{instance.port}")
+        yield
+    finally:
+        for instance in instances:
+            stop(instance)
+
+
+# --- measuring ---------------------------------------------------------------
+
+
+def check_response(instance: Instance, scenario: Scenario, docroot: Path) -> str | None:
+    """One request by an independent client, so a fast but wrong server shows."""
+    body = (docroot / scenario.body_file).read_bytes() if scenario.body_file else None
+    conn = http.client.HTTPConnection(HOST, instance.port, timeout=30)
+    try:
+        conn.request(scenario.method, scenario.path, body=body)
+        response = conn.getresponse()
+        data = response.read()
+    except (OSError, http.client.HTTPException) as e:
+        return f"request failed: {e!r}"
+    finally:
+        conn.close()
+    if scenario.validate is None:
+        return None if 200 <= response.status < 300 else f"status {response.status}"
+    return scenario.validate(docroot, response.status, data)
+
+
+@dataclass
+class Run:
+    server: str
+    scenario: str
+    round: int  # 0 is the discarded warm-up
+    value: float
+    flags: list[str]
+    result: LoadResult
+
+
+def value_of(result: LoadResult, metric: Metric) -> float:
+    return result.req_per_s if metric == "req/s" else result.mb_per_s
+
+
+@dataclass
+class Cell:
+    """What the table shows for one server and scenario."""
+
+    median: float | None = None
+    values: list[float] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+    bad_check: bool = False
+    unavailable: str | None = None  # why there is no number at all
+
+
+Pair = tuple[ServerSpec, Scenario, Instance]
+
+
+def measure(
+    pairs: Sequence[Pair],
+    generator: LoadGenerator,
+    *,
+    args: argparse.Namespace,
+    docroot: Path,
+    cells: dict[tuple[str, str], Cell],
+    deadline: float,
+) -> tuple[list[Run], bool]:
+    """
+    Round 0 is a short, discarded warm-up. Within every round each scenario
+    is run on the servers back to back (A, B, C, A, B, C, ...), so slow drift
+    of a noisy machine lands on all servers alike instead of on whichever
+    went last. Returns the runs and whether the time limit cut them short.
+    """
+    runs: list[Run] = []
+    for rnd in range(args.rounds + 1):
+        seconds = WARMUP_SECONDS if rnd == 0 else args.duration
+        what = "warm-up" if rnd == 0 else f"round {rnd}/{args.rounds}"
+        for spec, scenario, instance in pairs:
+            if time.monotonic() + seconds > deadline:
+                progress(f"!! time limit of {args.time_limit:.0f} s reached")
+                return runs, True
+            body = docroot / scenario.body_file if scenario.body_file else None
+            request = Request(HOST, instance.port, scenario.path, scenario.method, body)
+            conns = args.connections or scenario.connections
+            result = generator.run(request, conns, seconds)
+            value = value_of(result, scenario.metric)
+            flags = result.flags()
+            runs.append(Run(spec.name, scenario.name, rnd, value, flags, result))
+            progress(
+                f"[{what}] {scenario.name} @ {spec.name}: "
+                f"{fmt(value, scenario.metric)} {scenario.metric}"
+                + (f"  (!) {'; '.join(flags)}" if flags else "")
+            )
+            cell = cells[(spec.name, scenario.name)]
+            if rnd == 0:
+                cell.flags.extend(f"warm-up: {f}" for f in flags)
+            else:
+                cell.values.append(value)
+                cell.flags.extend(f"round {rnd}: {f}" for f in flags)
+    return runs, False
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- report ------------------------------------------------------------------
+
+
+def fmt(value: float, metric: Metric) -> str:
+    if metric == "MB/s":
+        return f"{value:.1f}"
+    return f"{value:.0f}"
+
+
+def build_table(
+    scenarios: Sequence[Scenario],
+    servers: Sequence[ServerSpec],
+    cells: Mapping[tuple[str, str], Cell],
+) -> tuple[str, list[str]]:
+    names = [s.name for s in servers]
+    baselines = [n for n in RATIO_ORDER if n in names]
+    baselines += [n for n in names if n != OURS and n not in baselines]
+    ratio_cols = baselines if OURS in names else []
+    header = ["scenario", *names, *(f"{OURS} / {b}" for b in ratio_cols)]
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+    ]
+    notes: list[str] = []
+    for scenario in scenarios:
+        row = [scenario.label]
+        for spec in servers:
+            cell = cells.get((spec.name, scenario.name))
+            if not spec.supports(scenario):
+                row.append("-")
+            elif cell and cell.unavailable:
+                row.append(cell.unavailable)
+            elif cell is None or cell.median is None:
+                row.append("n/a" + (" (!)" if cell and cell.flags else ""))
+            else:
+                row.append(
+                    fmt(cell.median, scenario.metric) + (" (!)" if cell.flags else "")
+                )
+            if cell and cell.flags:
+                for flag in dict.fromkeys(cell.flags):
+                    notes.append(f"(!) {spec.name}, {scenario.name}: {flag}")
+        ours = cells.get((OURS, scenario.name))
+        for base in ratio_cols:
+            other = cells.get((base, scenario.name))
+            if ours and other and (ours.bad_check or other.bad_check):
+                row.append("n/a (!)")  # a ratio of wrong answers means nothing
+            elif ours and other and ours.median and other.median:
+                ratio = f"{ours.median / other.median:.2f}x"
+                if ours.flags or other.flags:
+                    ratio += " (!)"
+                row.append(ratio)
+            else:
+                row.append("n/a")
+        lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines), notes
+
+
+# --- main --------------------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__.strip().splitlines()[0] if __doc__ else None,
+    )
+    all_servers = ",".join(s.name for s in SERVERS)
+    parser.add_argument(
+        "--servers",
+        default=all_servers,
+        help=f"comma-separated subset, in table order (default {all_servers})",
+    )
+    parser.add_argument(
+        "--scenarios",
+        default="",
+        help="comma-separated substrings of scenario names (default: all of them)",
+    )
+    parser.add_argument("--rounds", type=int, help="measured rounds (default 3)")
+    parser.add_argument("--duration", type=int, help="seconds per load run (default 5)")
+    parser.add_argument(
+        "--connections",
+        type=int,
+        help="override every scenario's connection count (default: 32, 4 for 10 MiB)",
+    )
+    parser.add_argument("--json", type=Path, help="write raw per-round numbers here")
+    parser.add_argument(
+        "--quick", action="store_true", help="1 round of 2 s, for a smoke test"
+    )
+    parser.add_argument(
+        "--generator",
+        choices=["auto", "wrk", "python"],
+        default="auto",
+        help="auto (default): wrk, apt-get installed if missing and root; else python",
+    )
+    parser.add_argument(
+        "--installed",
+        action="store_true",
+        help="run the cgiserve installed in the venv instead of this checkout's src/",
+    )
+    parser.add_argument(
+        "--access-log",
+        choices=("file", "twistd"),
+        default="file",
+        help="file (default): each server writes its access log to a file of its "
+        "own (cgiserve --access-log, twistd web --logfile), as deployed; twistd: "
+        "both log every request into twistd's log, where twistd's observer "
+        "costs both the same per request",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the temp dir (docroot and server logs) and print its path",
+    )
+    parser.add_argument(
+        "--time-limit",
+        type=float,
+        default=1800.0,
+        help="stop measuring after this many seconds and report what was measured "
+        "(default 1800)",
+    )
+    args = parser.parse_args(argv)
+    args.rounds = args.rounds or (1 if args.quick else 3)
+    args.duration = args.duration or (2 if args.quick else 5)
+    if args.rounds < 1 or args.duration < 1:
+        parser.error("--rounds and --duration must be at least 1")
+    if args.connections is not None and args.connections < 1:
+        parser.error("--connections must be at least 1")
+    known = {s.name: s for s in SERVERS}
+    wanted = [n.strip() for n in args.servers.split(",") if n.strip()]
+    unknown = [n for n in wanted if n not in known]
+    if unknown or not wanted:
+        parser.error(f"--servers: unknown {unknown}; choose from {all_servers}")
+    args.server_specs = [known[n] for n in dict.fromkeys(wanted)]
+    filters = [f.strip().lower() for f in args.scenarios.split(",") if f.strip()]
+    args.scenario_list = [
+        s for s in SCENARIOS if not filters or any(f in s.name.lower() for f in filters)
+    ]
+    if not args.scenario_list:
+        parser.error(
+            "--scenarios matched nothing; names: "
+            + ", ".join(s.name for s in SCENARIOS)
+        )
+    if args.installed:
+        args.server_specs = [
+            ServerSpec(s.name, s.kinds, s.command) if s.name == OURS else s
+            for s in args.server_specs
+        ]
+    return args
+
+
+def pick_generator(choice: str, workdir: Path) -> LoadGenerator:
+    if choice == "python":
+        return PythonGenerator("forced by --generator python")
+    log: list[str] = []
+    wrk = find_or_install_wrk(log)
+    for line in log:
+        progress(line)
+    if wrk:
+        return WrkGenerator(wrk, workdir)
+    if choice == "wrk":
+        raise SystemExit("wrk is required (--generator wrk) but not available")
+    progress("falling back to the built-in Python load generator (much slower)")
+    return PythonGenerator("fallback: wrk unavailable")
+
+
+def twisted_version() -> str:
+    try:
+        import twisted  # noqa: PLC0415 - only for the report header
+    except ImportError:
+        return "not importable"
+    return str(twisted.__version__)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    # Let SIGTERM unwind through the finally blocks that stop the servers.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    started = time.monotonic()
+    deadline = started + args.time_limit
+    specs: list[ServerSpec] = args.server_specs
+    scenarios: list[Scenario] = args.scenario_list
+    workdir = Path(tempfile.mkdtemp(prefix="cgiserve-bench-"))
+    try:
+        docroot = workdir / "docroot"
+        docroot.mkdir()
+        for setup in dict.fromkeys(s.setup for s in scenarios if s.setup):
+            setup(docroot)
+        generator = pick_generator(args.generator, workdir)
+        loads = sum(spec.supports(sc) for spec in specs for sc in scenarios)
+        progress(
+            f"{loads} server/scenario pairs x ({WARMUP_SECONDS} s warm-up + "
+            f"{args.rounds} x {args.duration} s): about "
+            f"{loads * (WARMUP_SECONDS + args.rounds * args.duration)} s of load"
+        )
+
+        # One instance per (server, extra args) that some selected scenario needs.
+        instances: dict[tuple[str, tuple[str, ...]], Instance] = {}
+        for spec in specs:
+            for scenario in scenarios:
+                if spec.supports(scenario):
+                    extra = scenario.server_args.get(spec.name, ())
+                    key = (spec.name, extra)
+                    if key not in instances:
+                        tag = (
+                            spec.name if not extra else f"{spec.name}-{len(instances)}"
+                        )
+                        instances[key] = Instance(spec, extra, tag)
+
+        cells: dict[tuple[str, str], Cell] = {}
+        with running(list(instances.values()), docroot, workdir, args.access_log):
+            pairs: list[Pair] = [
+                (
+                    spec,
+                    scenario,
+                    instances[(spec.name, scenario.server_args.get(spec.name, ()))],
+                )
+                for scenario in scenarios
+                for spec in specs
+                if spec.supports(scenario)
+            ]
+            for spec, scenario, instance in pairs:
+                cell = cells.setdefault((spec.name, scenario.name), Cell())
+                if instance.error:
+                    cell.unavailable = "did not start"
+                    continue
+                problem = check_response(instance, scenario, docroot)
+                if problem:
+                    cell.flags.append(f"response check failed: {problem}")
+                    cell.bad_check = True
+                    progress(f"!! {spec.name} {scenario.path}: {problem}")
+            runs, truncated = measure(
+                [p for p in pairs if p[2].error is None],
+                generator,
+                args=args,
+                docroot=docroot,
+                cells=cells,
+                deadline=deadline,
+            )
+        for cell in cells.values():
+            if cell.values:
+                cell.median = statistics.median(cell.values)
+
+        table, notes = build_table(scenarios, specs, cells)
+        notes += [
+            f"{i.tag} did not start: {i.error}" for i in instances.values() if i.error
+        ]
+        conn_text = (
+            str(args.connections)
+            if args.connections
+            else ", ".join(f"{s.name} {s.connections}" for s in scenarios)
+        )
+        header = (
+            f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
+            f" | Python {platform.python_version()}"
+            f" | Twisted {twisted_version()}"
+            f" | {os.cpu_count()} CPUs"
+            f" | load: {generator.name} ({generator.version()})"
+            f" | {args.rounds} round(s) x {args.duration} s, median"
+            f" | connections: {conn_text}"
+            f" | access logs: {args.access_log}"
+        )
+        command = shlex.join(sys.orig_argv)
+        print(f"{header}\n\n`{command}`\n\n{table}")
+        if notes or truncated:
+            print()
+            for note in notes:
+                print(f"- {note}")
+            if truncated:
+                print(f"- time limit ({args.time_limit:.0f} s) reached: rounds missing")
+        if args.json:
+            write_json(
+                args.json,
+                header=header,
+                command=command,
+                instances=instances,
+                runs=runs,
+                cells=cells,
+            )
+            progress(f"raw numbers written to {args.json}")
+        measured = any(c.median is not None for c in cells.values())
+        broken = any(c.bad_check or c.unavailable for c in cells.values())
+        ok = measured and not broken and not truncated
+        return 0 if ok else 1
+    finally:
+        if args.keep:
+            progress(f"kept docroot and server logs in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def write_json(
+    path: Path,
+    *,
+    header: str,
+    command: str,
+    instances: Mapping[tuple[str, tuple[str, ...]], Instance],
+    runs: Sequence[Run],
+    cells: Mapping[tuple[str, str], Cell],
+) -> None:
+    data = {
+        "header": header,
+        "command": command,
+        "servers": [
+            {
+                "name": i.spec.name,
+                "extra_args": list(i.extra_args),
+                "argv": i.argv,
+                "error": i.error,
+                "details": i.details,
+            }
+            for i in instances.values()
+        ],
+        "runs": [
+            {
+                "server": r.server,
+                "scenario": r.scenario,
+                "round": r.round,
+                "warmup": r.round == 0,
+                "value": r.value,
+                "flags": r.flags,
+                **asdict(r.result),
+                "req_per_s": r.result.req_per_s,
+                "mb_per_s": r.result.mb_per_s,
+            }
+            for r in runs
+        ],
+        "medians": [
+            {
+                "server": server,
+                "scenario": scenario,
+                "median": c.median,
+                "values": c.values,
+                "flags": c.flags,
+            }
+            for (server, scenario), c in cells.items()
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
