@@ -39,4 +39,7 @@ def main(directory: str, description: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "tcp:8080:interface=127.0.0.1")
+    main(
+        sys.argv[1],
+        sys.argv[2] if len(sys.argv) > 2 else "tcp:8080:interface=127.0.0.1",
+    )
