@@ -9,8 +9,6 @@ import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
 import twisted_cgiserve
 
 ROOT = Path(__file__).parent.parent
@@ -68,7 +66,6 @@ def test_wheelContents(tmp_path: Path) -> None:
     C{twisted/plugins/__init__.py} (which would overwrite Twisted's) or a
     C{dropin.cache}.
     """
-    pytest.importorskip("hatchling")
     subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
          "-q", "-w", str(tmp_path), str(ROOT)],
