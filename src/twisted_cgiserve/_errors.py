@@ -18,7 +18,7 @@ from http import HTTPStatus
 from twisted.web.iweb import IRequest
 from twisted.web.server import NOT_DONE_YET
 
-__all__ = ["sendError", "statusPhrase"]
+__all__ = ["errorPage", "sendError", "statusPhrase"]
 
 _PAGE = """\
 <!DOCTYPE HTML>
@@ -56,6 +56,27 @@ def statusPhrase(text: str) -> bytes:
     return cleaned.encode("latin-1")
 
 
+def errorPage(
+    code: int, message: str | None = None, explain: str | None = None
+) -> tuple[bytes, bytes]:
+    """
+    The reason phrase and HTML page for an error.
+    """
+    try:
+        status = HTTPStatus(code)
+        defaultMessage, defaultExplain = status.phrase, status.description
+    except ValueError:
+        defaultMessage, defaultExplain = "???", "???"
+    message = defaultMessage if message is None else message
+    explain = defaultExplain if explain is None else explain
+    page = _PAGE.format(
+        code=code,
+        message=escape(message, quote=False),
+        explain=escape(explain, quote=False),
+    ).encode("utf-8", "replace")
+    return statusPhrase(message), page
+
+
 def sendError(
     request: IRequest,
     code: int,
@@ -71,25 +92,15 @@ def sendError(
         description for C{code}.
     @return: L{NOT_DONE_YET}, so a C{render} method can return the result.
     """
-    try:
-        status = HTTPStatus(code)
-        defaultMessage, defaultExplain = status.phrase, status.description
-    except ValueError:
-        defaultMessage, defaultExplain = "???", "???"
-    message = defaultMessage if message is None else message
-    explain = defaultExplain if explain is None else explain
-    request.setResponseCode(code, statusPhrase(message))
+    reason, page = errorPage(code, message, explain)
+    request.setResponseCode(code, reason)
     headers = request.responseHeaders
     for name in (b"content-type", b"last-modified", b"etag", b"content-range"):
         headers.removeHeader(name)
     if code < 200 or code in _NO_BODY:
         body = b""
     else:
-        body = _PAGE.format(
-            code=code,
-            message=escape(message, quote=False),
-            explain=escape(explain, quote=False),
-        ).encode("utf-8", "replace")
+        body = page
         headers.setRawHeaders(b"content-type", [b"text/html;charset=utf-8"])
         headers.setRawHeaders(b"content-length", [b"%d" % (len(body),)])
     if request.method != b"HEAD" and body:

@@ -165,7 +165,10 @@ def _describe(port: IListeningPort, secure: bool) -> str:
     scheme = "HTTPS" if secure else "HTTP"
     host = getattr(address, "host", None)
     if host is None:
-        return f"Serving {scheme} on {getattr(address, 'name', address)}"
+        name = getattr(address, "name", address)
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return f"Serving {scheme} on {name}"
     number = getattr(address, "port", 0)
     urlHost = f"[{host}]" if ":" in host else host
     return (

@@ -17,11 +17,12 @@ from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web.http import datetimeToString
+from twisted.web.http import _GenericHTTPChannelProtocol, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 
 from twisted_cgiserve._accesslog import AccessLog
+from twisted_cgiserve._channel import CGIServeChannel
 from twisted_cgiserve._version import __version__
 
 __all__ = ["SERVER_SOFTWARE", "CGIServeRequest", "CGIServeSite"]
@@ -84,11 +85,23 @@ class CGIServeRequest(Request):
         super().write(data)
 
 
+def _channelFactory(self: Site) -> _GenericHTTPChannelProtocol:
+    """
+    Build a connection: our HTTP/1.x channel inside Twisted's wrapper that
+    switches to HTTP/2 when TLS negotiates it. (The wrapper is private to
+    Twisted; the site tests fail loudly if it changes.)
+    """
+    channel = CGIServeChannel()
+    channel.serverSoftware = _SERVER
+    return _GenericHTTPChannelProtocol(channel)
+
+
 class CGIServeSite(Site):
     """
     The site C{twistd cgiserve} listens with.
     """
 
+    protocol = _channelFactory
     requestFactory = CGIServeRequest
     # One "Starting factory" line per start is noise in a server's log.
     noisy = False
