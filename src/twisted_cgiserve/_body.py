@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-__all__ = ["Piece", "sendBody"]
+__all__ = ["Piece", "closeSource", "sendBody"]
 
 # A piece of a body: literal bytes (multipart headers) or a file region
 # given as (offset, length).
@@ -47,16 +47,35 @@ def _abort(request: IRequest) -> None:
         transport.loseConnection()
 
 
-def sendBody(request: IRequest, fd: int, pieces: Sequence[Piece]) -> None:
+def closeSource(source: int | bytes) -> None:
     """
-    Write C{pieces} as the body of C{request} and finish it; takes ownership
-    of C{fd} and closes it on every path.
+    Release a body source: close it if it is a descriptor.
+    """
+    if isinstance(source, int):
+        os.close(source)
+
+
+def sendBody(request: IRequest, source: int | bytes, pieces: Sequence[Piece]) -> None:
+    """
+    Write C{pieces} of C{source} (a file's contents, or a descriptor open on
+    it) as the body of C{request} and finish it; takes ownership of a
+    descriptor and closes it on every path.
     """
     total = sum(len(p) if isinstance(p, bytes) else p[1] for p in pieces)
     if request.method == b"HEAD" or total == 0:
-        os.close(fd)
+        closeSource(source)
         request.finish()
         return
+    if isinstance(source, bytes):
+        request.write(
+            b"".join(
+                p if isinstance(p, bytes) else source[p[0] : p[0] + p[1]]
+                for p in pieces
+            )
+        )
+        request.finish()
+        return
+    fd = source
     if total <= _SMALL:
         try:
             data = [

@@ -39,6 +39,16 @@ class CGIServeChannel(HTTPChannel):
     """
 
     serverSoftware = b"twisted-cgiserve"
+    _host = None
+
+    def getHost(self) -> object:
+        """
+        The local address, asked of the socket once per connection rather
+        than once per request (Twisted's request constructor asks for it).
+        """
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
 
     def _refuse(self, code: int) -> None:
         if self.transport is not None:

@@ -11,7 +11,6 @@ while http.server decodes the whole path once and resolves them.
 
 from __future__ import annotations
 
-import errno
 import os
 import stat
 from collections.abc import Sequence
@@ -20,7 +19,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 
-from twisted_cgiserve._body import Piece, sendBody
+from twisted_cgiserve._body import Piece, closeSource, sendBody
 from twisted_cgiserve._conditional import (
     Precondition,
     evaluatePreconditions,
@@ -29,6 +28,7 @@ from twisted_cgiserve._conditional import (
     makeETag,
 )
 from twisted_cgiserve._errors import sendError
+from twisted_cgiserve._filecache import FileCache
 from twisted_cgiserve._listing import renderListing
 from twisted_cgiserve._mime import guessContentType
 from twisted_cgiserve._paths import (
@@ -118,6 +118,8 @@ class StaticResource(Resource):
     @ivar indexNames: The files tried, in order, for a directory.
     @ivar listDirectories: Whether a directory without an index file is
         listed (otherwise it is not found).
+    @ivar cache: Contents of small files, validated by a C{stat} on every
+        request (see L{twisted_cgiserve._filecache}).
     """
 
     isLeaf = True
@@ -128,11 +130,13 @@ class StaticResource(Resource):
         *,
         indexNames: Sequence[str] = ("index.html", "index.htm"),
         listDirectories: bool = True,
+        cache: FileCache | None = None,
     ) -> None:
         super().__init__()
         self.path = os.path.abspath(path)
         self.indexNames = tuple(indexNames)
         self.listDirectories = listDirectories
+        self.cache = cache if cache is not None else FileCache()
 
     def render(self, request: IRequest) -> int:
         """
@@ -160,31 +164,16 @@ class StaticResource(Resource):
         request and known to lie below L{path}.
         """
         try:
-            fd = os.open(fsPath, _OPEN_FLAGS)
-        except (OSError, ValueError) as e:
-            if isinstance(e, OSError) and e.errno == errno.EACCES:
-                # An unreadable directory can still be redirected to its
-                # slash, as http.server does before it fails to list it.
-                try:
-                    if stat.S_ISDIR(os.stat(fsPath).st_mode):
-                        return self._renderDirectory(request, fsPath, trailingSlash)
-                except (OSError, ValueError):
-                    pass
-            return sendError(request, 404, "File not found")
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            os.close(fd)
+            st = os.stat(fsPath)
+        except (OSError, ValueError):
             return sendError(request, 404, "File not found")
         if stat.S_ISDIR(st.st_mode):
-            os.close(fd)
             return self._renderDirectory(request, fsPath, trailingSlash)
         if not stat.S_ISREG(st.st_mode) or trailingSlash:
             # A file asked for with a trailing slash is not found (Issue17324);
             # FIFOs and devices are never opened for reading.
-            os.close(fd)
             return sendError(request, 404, "File not found")
-        return self._renderFile(request, fsPath, fd, st)
+        return self._renderFile(request, fsPath, st)
 
     def _renderDirectory(
         self, request: IRequest, fsPath: str, trailingSlash: bool
@@ -198,17 +187,11 @@ class StaticResource(Resource):
         for name in self.indexNames:
             indexPath = os.path.join(fsPath, name)
             try:
-                fd = os.open(indexPath, _OPEN_FLAGS)
+                st = os.stat(indexPath)
             except (OSError, ValueError):
                 continue
-            try:
-                st = os.fstat(fd)
-            except OSError:
-                os.close(fd)
-                continue
             if stat.S_ISREG(st.st_mode):
-                return self._renderFile(request, indexPath, fd, st)
-            os.close(fd)
+                return self._renderFile(request, indexPath, st)
         if not self.listDirectories:
             return sendError(request, 404, "File not found")
         path, _query = splitTarget(collapseLeadingSlashes(request.uri))
@@ -223,13 +206,47 @@ class StaticResource(Resource):
         request.finish()
         return NOT_DONE_YET
 
-    def _renderFile(
-        self, request: IRequest, fsPath: str, fd: int, st: os.stat_result
-    ) -> int:
+    def _open(
+        self, fsPath: str, st: os.stat_result
+    ) -> tuple[int | bytes, os.stat_result] | None:
+        """
+        The file's contents (small files, from the cache when it is still
+        what C{st} describes) or an open descriptor, and its status as
+        opened; L{None} if it cannot be read.
+        """
+        data = self.cache.get(fsPath, st)
+        if data is not None:
+            return data, st
+        try:
+            fd = os.open(fsPath, _OPEN_FLAGS)
+        except (OSError, ValueError):
+            return None
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                os.close(fd)
+                return None
+            if st.st_size > self.cache.maxFile:
+                return fd, st
+            data = os.pread(fd, st.st_size, 0)
+        except OSError:
+            os.close(fd)
+            return None
+        os.close(fd)
+        if len(data) != st.st_size:
+            # Changed while being read: serve nothing rather than a mix.
+            return None
+        self.cache.put(fsPath, st, data)
+        return data, st
+
+    def _renderFile(self, request: IRequest, fsPath: str, st: os.stat_result) -> int:
         """
         Answer for a regular file: validators, preconditions, ranges, body.
-        Takes ownership of C{fd}.
         """
+        opened = self._open(fsPath, st)
+        if opened is None:
+            return sendError(request, 404, "File not found")
+        source, st = opened
         etag = makeETag(st)
         headers = request.requestHeaders
         # One pass over the (few) request headers instead of a lookup for
@@ -245,7 +262,7 @@ class StaticResource(Resource):
         if conditions:
             decision = evaluatePreconditions(conditions, st, etag)
             if decision is not Precondition.PROCEED:
-                os.close(fd)
+                closeSource(source)
                 if decision is Precondition.NOT_MODIFIED:
                     request.setResponseCode(304)
                     request.setHeader(b"etag", etag)
@@ -266,7 +283,7 @@ class StaticResource(Resource):
         ):
             ranges = parseRange(rangeHeader, size)
             if ranges is not None and not ranges:
-                os.close(fd)
+                closeSource(source)
                 request.setHeader(b"content-range", b"bytes */%d" % (size,))
                 request.setResponseCode(416)
                 request.setHeader(b"content-length", b"0")
@@ -295,5 +312,5 @@ class StaticResource(Resource):
         length = sum(len(p) if isinstance(p, bytes) else p[1] for p in pieces)
         request.setHeader(b"content-type", contentType)
         request.setHeader(b"content-length", b"%d" % (length,))
-        sendBody(request, fd, pieces)
+        sendBody(request, source, pieces)
         return NOT_DONE_YET
