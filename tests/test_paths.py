@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from twisted_cgiserve._paths import (
     BadRequestPath,
+    _resolveDecoded,
     collapseLeadingSlashes,
     decodePath,
     resolvePath,
@@ -164,3 +165,21 @@ def test_anyBytes(raw: bytes) -> None:
     """
     with contextlib.suppress(BadRequestPath):
         resolvePath(raw)
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(["", ".", "..", ".x", "a.b", "x..", "~", "a b"]),
+            st.text(alphabet="abcAB09-_.~!$&'()*+,;=:@", max_size=6),
+        ),
+        max_size=8,
+    ).map(lambda words: "/" + "/".join(words))
+)
+def test_fastPathAgrees(path: str) -> None:
+    """
+    The shortcut for paths with nothing to decode or resolve gives exactly
+    what the general algorithm gives.
+    """
+    raw = path.encode("ascii")
+    assert resolvePath(raw) == _resolveDecoded(decodePath(raw))

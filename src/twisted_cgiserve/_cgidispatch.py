@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import stat
 from dataclasses import dataclass
+from functools import lru_cache
 
 from twisted_cgiserve._paths import ResolvedPath
 
@@ -68,11 +69,20 @@ def cgiDirectoryFor(
     its slash does not match; the static half redirects it, as http.server
     does.
     """
-    path = resolved.urlPath()
+    segments = resolved.segments
     for directory in cgiDirectories:
-        if path.startswith(directory + "/"):
+        parts = _segments(directory)
+        depth = len(parts)
+        if segments[:depth] == parts and (
+            len(segments) > depth or resolved.trailingSlash
+        ):
             return directory
     return None
+
+
+@lru_cache(maxsize=64)
+def _segments(directory: str) -> tuple[str, ...]:
+    return tuple(directory.strip("/").split("/"))
 
 
 def _isExecutable(st: os.stat_result, filename: str) -> bool:

@@ -121,6 +121,21 @@ def decodePath(path: bytes) -> str:
     return decoded
 
 
+def _isPlain(path: bytes) -> bool:
+    """
+    Whether C{path} needs no decoding and no resolution: absolute, ASCII,
+    with no escapes, no dot segments and no empty segments. Most requests
+    are like this, and they skip the general algorithm.
+    """
+    return (
+        path.startswith(b"/")
+        and path.isascii()
+        and b"%" not in path
+        and b"/." not in path
+        and b"//" not in path
+    )
+
+
 def resolvePath(path: bytes) -> ResolvedPath:
     """
     Resolve a raw (still percent-encoded) URL path into segments below the
@@ -132,7 +147,18 @@ def resolvePath(path: bytes) -> ResolvedPath:
 
     @raise BadRequestPath: See L{decodePath}.
     """
-    decoded = decodePath(path)
+    if _isPlain(path) and b"\x00" not in path:
+        text = path.decode("ascii")
+        return ResolvedPath(
+            tuple(word for word in text.split("/") if word), text.endswith("/")
+        )
+    return _resolveDecoded(decodePath(path))
+
+
+def _resolveDecoded(decoded: str) -> ResolvedPath:
+    """
+    The general algorithm, on a decoded path.
+    """
     trailingSlash = decoded.endswith("/")
     segments = tuple(
         word

@@ -11,31 +11,13 @@ import os
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
+from twisted_cgiserve._cgidispatch import cgiDirectoryFor
 from twisted_cgiserve._errors import sendError
-from twisted_cgiserve._paths import BadRequestPath, ResolvedPath, resolvePath
+from twisted_cgiserve._paths import BadRequestPath, resolvePath
 from twisted_cgiserve._settings import Settings
 from twisted_cgiserve._static import StaticResource, refuseMethod, resourcePath
 
 __all__ = ["makeRootResource"]
-
-
-def cgiDirectoryFor(
-    resolved: ResolvedPath, cgiDirectories: tuple[str, ...]
-) -> str | None:
-    """
-    The CGI directory a resolved request path lies in, if any.
-
-    The match is on the normalised, once-decoded path, so no spelling
-    (C{/cgi-bin%2f}, C{/x/../cgi-bin/}, C{//cgi-bin/}) gets a script's
-    bytes served as a file, and no spelling gets outside one.
-    """
-    path = resolved.urlPath()
-    for directory in cgiDirectories:
-        # The directory itself without its slash is left to the static
-        # half, which redirects it, as http.server does.
-        if path.startswith(directory + "/"):
-            return directory
-    return None
 
 
 class _Root(Resource):
