@@ -81,7 +81,9 @@ def startServer(
     args: list[str] | None = None,
     logDir: Path | None = None,
     env: dict[str, str] | None = None,
+    *,
     timeout: float = 20,
+    twistdArgs: list[str] | None = None,
 ) -> Server:
     """
     Start C{twistd -n cgiserve} serving C{root} on an ephemeral loopback
@@ -93,7 +95,16 @@ def startServer(
     logPath = (logDir or root.parent) / f"twistd-{time.monotonic_ns()}.log"
     logFile = logPath.open("wb")
     process = subprocess.Popen(
-        [TWISTD, "-n", "--pidfile=", "cgiserve", "--directory", str(root), *args],
+        [
+            TWISTD,
+            "-n",
+            "--pidfile=",
+            *(twistdArgs or []),
+            "cgiserve",
+            "--directory",
+            str(root),
+            *args,
+        ],
         cwd=root,
         stdout=logFile,
         stderr=subprocess.STDOUT,

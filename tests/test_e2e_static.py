@@ -16,8 +16,10 @@ import html
 import os
 import random
 import re
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -936,31 +938,59 @@ def test_notFoundPageContents(port: int) -> None:
     assert b":root {" in r.body and b"color-scheme: light dark;" in r.body
 
 
-def test_unreadableFileNotFound(port: int) -> None:
+@pytest.fixture
+def unprivileged(tmp_path: Path) -> Iterator[tuple[Server, Path]]:
+    """
+    A server that cannot read everything: the tests run as root in CI, and
+    root reads any file, so as root the server drops to nobody through
+    twistd's own --uid/--gid, serving a tree outside the (0700) pytest
+    directory.
+    """
+    twistdArgs: list[str] = []
+    root = Path(tempfile.mkdtemp(prefix="cgiserve-unpriv-"))
+    try:
+        root.chmod(0o755)
+        (root / "readable.txt").write_text("ok\n")
+        (root / "unreadable.txt").write_text("secret\n")
+        (root / "unreadable.txt").chmod(0)
+        (root / "locked").mkdir()
+        (root / "locked").chmod(0)
+        if os.geteuid() == 0:
+            twistdArgs = ["--uid", "65534", "--gid", "65534"]
+        server = startServer(root, logDir=tmp_path, twistdArgs=twistdArgs)
+        try:
+            if fetch(server.port, "/readable.txt").status != 200:
+                pytest.skip(
+                    "an unprivileged server cannot run here (the interpreter or "
+                    f"its packages are not readable by uid 65534):\n{server.log()}"
+                )
+            yield server, root
+        finally:
+            server.stop()
+    finally:
+        (root / "locked").chmod(0o755)
+        shutil.rmtree(root)
+
+
+def test_unreadableFileNotFound(unprivileged: tuple[Server, Path]) -> None:
     """
     A file the server cannot read gets 404 'File not found' (no 403, as in
-    http.server).
+    http.server), and its bytes are never sent.
     """
-    if os.geteuid() == 0:
-        pytest.skip("running as root: chmod 000 does not stop root reading the file")
-    r = fetch(port, "/unreadable.txt")
+    server, _root = unprivileged
+    r = fetch(server.port, "/unreadable.txt")
     assert r.status == 404
     assert r.reason == b"File not found"
+    assert b"secret" not in r.body
 
 
-def test_unlistableDirectory(port: int, tree: Tree) -> None:
+def test_unlistableDirectory(unprivileged: tuple[Server, Path]) -> None:
     """
     A directory the server cannot list gets 404 'No permission to list
     directory'.
     """
-    if os.geteuid() == 0:
-        pytest.skip("running as root: chmod 000 does not stop root listing a directory")
-    locked = tree.root / "emptydir"
-    os.chmod(locked, 0)
-    try:
-        r = fetch(port, "/emptydir/")
-    finally:
-        os.chmod(locked, 0o755)
+    server, _root = unprivileged
+    r = fetch(server.port, "/locked/")
     assert r.status == 404
     assert r.reason == b"No permission to list directory"
 
