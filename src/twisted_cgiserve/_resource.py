@@ -7,11 +7,14 @@ to the static half or the CGI half.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from twisted_cgiserve._cgidispatch import cgiDirectoryFor
+from twisted_cgiserve._cgienv import CGIEnvironmentSettings
+from twisted_cgiserve._cgiresource import CGIHandler, scriptUser
 from twisted_cgiserve._errors import sendError
 from twisted_cgiserve._paths import BadRequestPath, resolvePath
 from twisted_cgiserve._settings import Settings
@@ -27,13 +30,24 @@ class _Root(Resource):
 
     isLeaf = True
 
-    def __init__(self, directory: str, settings: Settings) -> None:
+    def __init__(self, directory: str, settings: Settings, reactor: Any = None) -> None:
         super().__init__()
         self._settings = settings
         self._static = StaticResource(
             directory,
             indexNames=settings.indexNames,
             listDirectories=settings.listDirectories,
+        )
+        self._cgi = CGIHandler(
+            directory,
+            CGIEnvironmentSettings(
+                passAuthorization=settings.cgiPassAuthorization,
+                passEnvironment=settings.cgiPassEnvironment,
+                setEnvironment=settings.cgiSetEnvironment,
+            ),
+            scriptUser(settings.cgiUser) if settings.cgiEnabled else None,
+            self,
+            reactor,
         )
 
     def render(self, request: IRequest) -> int:
@@ -42,25 +56,32 @@ class _Root(Resource):
         except BadRequestPath:
             return sendError(request, 400, "Bad request path")
         settings = self._settings
-        if settings.cgiEnabled and cgiDirectoryFor(resolved, settings.cgiDirectories):
-            # CGI execution is not part of this release: refuse rather than
-            # serve a script's source as a file.
-            return sendError(
-                request, 403, "CGI scripts are not run by this server version"
-            )
+        if settings.cgiEnabled:
+            directory = cgiDirectoryFor(resolved, settings.cgiDirectories)
+            if directory is not None:
+                return self._cgi.render(request, resolved, directory)
         if request.method not in (b"GET", b"HEAD"):
             return refuseMethod(request)
         return self._static.renderResolved(request, resolved)
 
 
-def makeRootResource(directory: str, settings: Settings | None = None) -> IResource:
+def makeRootResource(
+    directory: str, settings: Settings | None = None, reactor: Any = None
+) -> IResource:
     """
     The whole tree for serving C{directory}: static files everywhere, CGI
     scripts under the CGI directories. Mount it at any path of a Twisted
     resource tree, or serve it from a L{twisted.web.server.Site}.
 
-    @raise ValueError: C{directory} is not a directory.
+    @param reactor: The reactor scripts are run with (default: the global
+        one).
+    @raise ValueError: C{directory} is not a directory, or the CGI user does
+        not exist.
     """
     if not os.path.isdir(directory):
         raise ValueError(f"{directory!r} is not a directory")
-    return _Root(os.path.abspath(directory), settings or Settings())
+    settings = settings or Settings()
+    try:
+        return _Root(os.path.abspath(directory), settings, reactor)
+    except KeyError:
+        raise ValueError(f"no such user: {settings.cgiUser!r}") from None

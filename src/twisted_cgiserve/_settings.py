@@ -39,6 +39,14 @@ def normaliseCGIDirectory(urlPath: str) -> str:
     return canonical
 
 
+def _checkVariableName(name: str) -> None:
+    """
+    @raise ValueError: C{name} cannot be an environment variable's name.
+    """
+    if not name or "=" in name or "\x00" in name or not name.isprintable():
+        raise ValueError(f"{name!r} is not a valid environment variable name")
+
+
 @dataclass(frozen=True)
 class Settings:
     """
@@ -51,12 +59,24 @@ class Settings:
     @ivar indexNames: Files tried, in order, for a directory.
     @ivar listDirectories: Whether a directory without an index file is
         listed.
+    @ivar cgiPassAuthorization: Give scripts the C{Authorization} header as
+        C{HTTP_AUTHORIZATION}.
+    @ivar cgiPassEnvironment: Names of the server's environment variables
+        passed on to scripts (when set).
+    @ivar cgiSetEnvironment: C{(name, value)} pairs set in every script's
+        environment.
+    @ivar cgiUser: The user (name or number) scripts run as when the server
+        runs as root; ignored otherwise. L{None} runs them as root.
     """
 
     cgiDirectories: tuple[str, ...] = ("/cgi-bin", "/htbin")
     cgiEnabled: bool = True
     indexNames: tuple[str, ...] = ("index.html", "index.htm")
     listDirectories: bool = True
+    cgiPassAuthorization: bool = False
+    cgiPassEnvironment: tuple[str, ...] = ()
+    cgiSetEnvironment: tuple[tuple[str, str], ...] = ()
+    cgiUser: str | None = "nobody"
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -64,3 +84,9 @@ class Settings:
             "cgiDirectories",
             tuple(normaliseCGIDirectory(d) for d in self.cgiDirectories),
         )
+        for name in self.cgiPassEnvironment:
+            _checkVariableName(name)
+        for name, value in self.cgiSetEnvironment:
+            _checkVariableName(name)
+            if "\x00" in value:
+                raise ValueError(f"the value of {name} contains a NUL byte")

@@ -11,8 +11,10 @@ else's site.
 
 from __future__ import annotations
 
+import tempfile
 import time
-from typing import Any, cast
+from io import BytesIO
+from typing import IO, Any, cast
 from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.python.failure import Failure
@@ -29,6 +31,9 @@ __all__ = ["SERVER_SOFTWARE", "CGIServeRequest", "CGIServeSite"]
 
 SERVER_SOFTWARE = f"twisted-cgiserve/{__version__}"
 _SERVER = SERVER_SOFTWARE.encode("ascii")
+
+# Request bodies up to this size are kept in memory.
+_IN_MEMORY = 1024 * 1024
 
 
 class _DateCache:
@@ -111,6 +116,16 @@ class CGIServeSite(Site):
     ) -> None:
         super().__init__(resource, **kw)
         self.accessLog = accessLog if accessLog is not None else AccessLog()
+
+    def getContentFile(self, length: int | None) -> IO[bytes]:
+        """
+        Where a request body is kept until it is used: in memory when small,
+        otherwise in a temporary file, including a chunked body whose length
+        is not announced (Twisted keeps those in memory).
+        """
+        if length is not None and length <= _IN_MEMORY:
+            return BytesIO()
+        return tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)
 
     def stopFactory(self) -> None:
         self.accessLog.flush()

@@ -1,0 +1,218 @@
+# -*- test-case-name: tests.test_e2e_cgi -*-
+"""
+The CGI half of the served tree: a request below a CGI directory, already
+resolved, becomes a script run.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import stat
+from io import BytesIO
+from typing import Any
+from urllib.parse import unquote_to_bytes
+
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import NOT_DONE_YET
+
+from twisted_cgiserve._cgidispatch import CGIRefusal, ScriptLocation, locateScript
+from twisted_cgiserve._cgienv import (
+    CGIEnvironmentSettings,
+    ScriptRequest,
+    buildEnvironment,
+)
+from twisted_cgiserve._cgiprocess import ScriptProcess
+from twisted_cgiserve._cgirun import ScriptRun
+from twisted_cgiserve._errors import sendError
+from twisted_cgiserve._paths import ResolvedPath
+from twisted_cgiserve._version import __version__
+
+__all__ = ["MAX_LOCAL_REDIRECTS", "CGIHandler"]
+
+_log = Logger(namespace="cgiserve.cgi")
+
+# Local redirects followed for one request before it is refused (lighttpd's
+# limit).
+MAX_LOCAL_REDIRECTS = 5
+
+SERVER_SOFTWARE = f"twisted-cgiserve/{__version__}"
+
+
+def _bodyLength(request: IRequest) -> int | None:
+    """
+    The request body's length after de-chunking, or L{None} when the request
+    has no body (no Content-Length and no Transfer-Encoding).
+    """
+    headers = request.requestHeaders
+    if not (
+        headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
+    ):
+        return None
+    content = getattr(request, "content", None)
+    if content is None:
+        return 0
+    content.seek(0, os.SEEK_END)
+    length: int = content.tell()
+    content.seek(0)
+    return length
+
+
+def _mountPrefix(request: IRequest) -> str:
+    """
+    The decoded URL path the served tree is mounted at ("" at a site's
+    root), for C{SCRIPT_NAME}.
+    """
+    prepath = getattr(request, "prepath", None) or []
+    if not prepath:
+        return ""
+    return "/" + "/".join(os.fsdecode(segment) for segment in prepath)
+
+
+def scriptUser(name: str | None) -> tuple[int, int] | None:
+    """
+    The user and group scripts run as when the server runs as root (as
+    http.server ran them as C{nobody}); L{None} when the server is not root
+    or no user is configured.
+
+    @raise KeyError: There is no such user.
+    """
+    if name is None or os.geteuid() != 0:
+        return None
+    entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
+    return entry.pw_uid, entry.pw_gid
+
+
+def _runnableBy(filename: str, user: tuple[int, int]) -> bool:
+    """
+    Whether C{user} may execute C{filename} (root's own C{os.access} would
+    say yes to any execute bit).
+    """
+    st = os.stat(filename)
+    uid, gid = user
+    if st.st_uid == uid:
+        return bool(st.st_mode & stat.S_IXUSR)
+    if st.st_gid == gid:
+        return bool(st.st_mode & stat.S_IXGRP)
+    return bool(st.st_mode & stat.S_IXOTH)
+
+
+class CGIHandler:
+    """
+    Run the scripts below a served directory's CGI directories.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        environment: CGIEnvironmentSettings,
+        user: tuple[int, int] | None,
+        siteRoot: IResource,
+        reactor: Any = None,
+    ) -> None:
+        self.root = root
+        self.environment = environment
+        self.user = user
+        self._siteRoot = siteRoot
+        if reactor is None:
+            from twisted.internet import reactor as globalReactor  # noqa: PLC0415
+
+            reactor = globalReactor
+        self._reactor = reactor
+
+    def render(self, request: IRequest, resolved: ResolvedPath, directory: str) -> int:
+        """
+        Answer C{request}, which lies below the CGI directory C{directory}.
+        """
+        try:
+            location = locateScript(self.root, resolved, directory)
+            if self.user is not None and not _runnableBy(location.filename, self.user):
+                raise CGIRefusal(
+                    403, f"CGI script is not executable ({location.scriptName!r})"
+                )
+        except CGIRefusal as refusal:
+            return sendError(request, refusal.code, refusal.message)
+        if location.nph and not getattr(request, "clientproto", b"").startswith(
+            b"HTTP/1."
+        ):
+            return sendError(
+                request, 505, "NPH scripts need HTTP/1.x", "NPH scripts need HTTP/1.x"
+            )
+        return self._run(request, location)
+
+    def _run(self, request: IRequest, location: ScriptLocation) -> int:
+        prefix = _mountPrefix(request)
+        script = ScriptRequest(
+            scriptName=prefix + location.scriptName,
+            pathInfo=location.pathInfo,
+            scriptFilename=location.filename,
+            documentRoot=self.root,
+            bodyLength=_bodyLength(request),
+        )
+        env, argv = buildEnvironment(request, script, self.environment, SERVER_SOFTWARE)
+        run = ScriptRun(
+            request, location.scriptName, self._localRedirect, nph=location.nph
+        )
+        try:
+            ScriptProcess(
+                self._reactor,
+                run,
+                location.filename,
+                [location.filename, *argv],
+                environment=env,
+                directory=os.path.dirname(location.filename),
+                user=self.user[0] if self.user else None,
+                group=self.user[1] if self.user else None,
+            )
+        except PermissionError:
+            return sendError(
+                request, 403, f"CGI script is not executable ({location.scriptName!r})"
+            )
+        except OSError as e:
+            _log.error(
+                "{script}: cannot be started: {error}",
+                script=location.scriptName,
+                error=e.strerror or e,
+            )
+            return sendError(request, 502, "Bad Gateway", "The CGI script failed")
+        return NOT_DONE_YET
+
+    def _localRedirect(self, request: IRequest, location: bytes) -> None:
+        """
+        Serve C{location} (a path the script named) for this request, as a
+        GET without a body, through the whole site (RFC 3875 section 6.2.2).
+        """
+        count = getattr(request, "_cgiserveLocalRedirects", 0) + 1
+        setattr(request, "_cgiserveLocalRedirects", count)  # noqa: B010
+        if count > MAX_LOCAL_REDIRECTS:
+            _log.error(
+                "More than {n} CGI local redirects for {uri!r}; last to {location!r}",
+                n=MAX_LOCAL_REDIRECTS,
+                uri=request.uri,
+                location=location,
+            )
+            sendError(request, 500, "Too many local redirects")
+            return
+        if request.method != b"HEAD":
+            request.method = b"GET"
+        request.uri = location
+        path = location.split(b"?", 1)[0]
+        setattr(request, "path", path)  # noqa: B010
+        headers = request.requestHeaders
+        for name in (b"content-length", b"content-type", b"transfer-encoding"):
+            headers.removeHeader(name)
+        setattr(request, "content", BytesIO())  # noqa: B010
+        site = getattr(request, "site", None)
+        if site is None:
+            resource = self._siteRoot
+        else:
+            request.prepath = []
+            request.postpath = [unquote_to_bytes(s) for s in path[1:].split(b"/")]
+            resource = site.getResourceFor(request)
+        renderer = getattr(request, "render", None)
+        if renderer is not None:
+            renderer(resource)
+        else:
+            resource.render(request)

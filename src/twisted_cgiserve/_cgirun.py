@@ -1,0 +1,312 @@
+# -*- test-case-name: tests.test_e2e_cgi -*-
+"""
+Running one request through a CGI script: the request body into its
+standard input, its output parsed and streamed to the client.
+
+Both directions have flow control: the body is fed from Twisted's spooled
+request content only as fast as the script reads it, and when the client is
+slow the script's output pipe is no longer read, so the script blocks in
+C{write} and the server's memory stays bounded however much it writes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import IO, Any, cast
+
+from zope.interface import implementer
+
+from twisted.internet.error import ProcessExitedAlready
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.protocols.basic import FileSender
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from twisted_cgiserve._cgiresponse import (
+    CGIHead,
+    HeadParser,
+    MalformedHead,
+    ResponseKind,
+)
+from twisted_cgiserve._errors import sendError, statusPhrase
+
+__all__ = ["ScriptRun"]
+
+_log = Logger(namespace="cgiserve.cgi")
+
+# The longest stderr line logged as one event; longer lines are split.
+_MAX_ERR_LINE = 4096
+
+
+@implementer(IPushProducer)
+class ScriptRun(ProcessProtocol):
+    """
+    The protocol of one script process serving one request.
+
+    @ivar scriptName: The script's URL path, for log lines.
+    """
+
+    def __init__(
+        self,
+        request: IRequest,
+        scriptName: str,
+        localRedirect: Any,
+        nph: bool = False,
+    ) -> None:
+        # Any Twisted request: the consumer and finish-notification methods
+        # used here are not part of IRequest.
+        self.request: Any = cast(Any, request)
+        self.scriptName = scriptName
+        self._localRedirect = localRedirect
+        self._nph = nph
+        self._parser = HeadParser()
+        self._head: CGIHead | None = None
+        self._remaining: int | None = None
+        self._stderr = b""
+        self._clientGone = False
+        self._failed = False
+        self._producerRegistered = False
+        self._sender: FileSender | None = None
+        self.request.notifyFinish().addErrback(self._clientLost)
+
+    # Starting up
+
+    def connectionMade(self) -> None:
+        """
+        Feed the request body to the script's standard input.
+        """
+        content = cast(IO[bytes] | None, getattr(self.request, "content", None))
+        transport = self.transport
+        assert transport is not None
+        if content is None or self.request.method == b"HEAD":
+            transport.closeStdin()
+            return
+        content.seek(0)
+        self._sender = FileSender()
+        done = self._sender.beginFileTransfer(content, transport)
+        done.addCallbacks(lambda _: transport.closeStdin(), lambda _: None)
+
+    # Output
+
+    def outReceived(self, data: bytes) -> None:
+        if self._clientGone or self._failed:
+            return
+        if self._nph:
+            self._rawWrite(data)
+            return
+        if self._head is None:
+            try:
+                result = self._parser.feed(data)
+            except MalformedHead as e:
+                self._badGateway(str(e))
+                return
+            if result is None:
+                return
+            head, data = result
+            self._head = head
+            if not self._startResponse(head):
+                return
+        self._writeBody(data)
+
+    def _startResponse(self, head: CGIHead) -> bool:
+        """
+        Send the status and headers; C{False} when no body is to follow
+        from this script (a local redirect took over).
+        """
+        request = self.request
+        for line in head.dropped:
+            _log.warn(
+                "{script}: dropped CGI header line {line!r}",
+                script=self.scriptName,
+                line=line,
+            )
+        if head.kind is ResponseKind.LOCAL_REDIRECT:
+            assert head.location is not None
+            self._failed = True
+            self._stopScript()
+            self._localRedirect(request, head.location)
+            return False
+        reason = head.reason if head.reason is not None else None
+        request.setResponseCode(
+            head.status, statusPhrase(reason.decode("latin-1")) if reason else None
+        )
+        # Twisted's default Content-Type is for its own pages, not scripts'.
+        setattr(request, "defaultContentType", None)  # noqa: B010
+        headers = request.responseHeaders
+        for name, value in head.headers:
+            headers.addRawHeader(name, value)
+        if head.contentLength is not None:
+            headers.setRawHeaders(b"content-length", [b"%d" % head.contentLength])
+            self._remaining = head.contentLength
+        request.registerProducer(self, True)
+        self._producerRegistered = True
+        return True
+
+    def _writeBody(self, data: bytes) -> None:
+        if not data:
+            return
+        if self._remaining is not None:
+            if len(data) > self._remaining:
+                _log.warn(
+                    "{script} wrote more than its Content-Length; extra bytes dropped",
+                    script=self.scriptName,
+                )
+                data = data[: self._remaining]
+            self._remaining -= len(data)
+            if not data:
+                return
+        self.request.write(data)
+
+    def _rawWrite(self, data: bytes) -> None:
+        """
+        An NPH script's output goes to the client unmodified.
+        """
+        if not self._producerRegistered:
+            self.request.registerProducer(self, True)
+            self._producerRegistered = True
+        transport = getattr(self.request, "transport", None)
+        if transport is not None:
+            transport.write(data)
+
+    # Standard error
+
+    def errReceived(self, data: bytes) -> None:
+        self._stderr += data
+        while True:
+            line, newline, rest = self._stderr.partition(b"\n")
+            if not newline:
+                if len(self._stderr) > _MAX_ERR_LINE:
+                    line, rest = (
+                        self._stderr[:_MAX_ERR_LINE],
+                        self._stderr[_MAX_ERR_LINE:],
+                    )
+                else:
+                    break
+            self._stderr = rest
+            self._logStderr(line)
+
+    def _logStderr(self, line: bytes) -> None:
+        transport = self.transport
+        _log.warn(
+            "{script} [{pid}]: {line}",
+            script=self.scriptName,
+            pid=getattr(transport, "pid", None) or self._pid,
+            line=line.rstrip(b"\r").decode("utf-8", "replace"),
+        )
+
+    # Ending
+
+    def processExited(self, reason: Failure) -> None:
+        """
+        Remember how the script ended; the response ends when its output
+        does (L{processEnded}).
+        """
+        self._exitReason = reason
+
+    def makeConnection(self, transport: Any) -> None:
+        self._pid = getattr(transport, "pid", None)
+        super().makeConnection(transport)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._stderr:
+            self._logStderr(self._stderr)
+            self._stderr = b""
+        value = reason.value
+        exitCode = getattr(value, "exitCode", 0)
+        signal = getattr(value, "signal", None)
+        if exitCode or signal:
+            _log.warn(
+                "{script} [{pid}] exited with {how}",
+                script=self.scriptName,
+                pid=self._pid,
+                how=f"signal {signal}" if signal else f"status {exitCode}",
+            )
+        if self._clientGone or self._failed:
+            return
+        if self._nph:
+            self._endNPH()
+            return
+        if self._head is None:
+            try:
+                self._parser.finish()
+            except MalformedHead as e:
+                self._badGateway(str(e))
+            return
+        if self._producerRegistered:
+            self.request.unregisterProducer()
+            self._producerRegistered = False
+        if signal is not None or (self._remaining is not None and self._remaining > 0):
+            # The body is incomplete: closing the connection is the only way
+            # the client can tell (a final chunk would look complete).
+            _log.warn(
+                "{script} [{pid}]: response cut short; closing the connection",
+                script=self.scriptName,
+                pid=self._pid,
+            )
+            self._abortClient()
+            return
+        self.request.finish()
+
+    def _endNPH(self) -> None:
+        """
+        An NPH response has no framing the server knows: it ends with the
+        connection.
+        """
+        if self._producerRegistered:
+            self.request.unregisterProducer()
+        self._abortClient()
+
+    def _badGateway(self, why: str) -> None:
+        """
+        The script's output is not a CGI response: 502, with the cause in the
+        log only.
+        """
+        self._failed = True
+        _log.error(
+            "{script} [{pid}]: bad CGI response: {why}",
+            script=self.scriptName,
+            pid=self._pid,
+            why=why,
+        )
+        self._stopScript()
+        sendError(self.request, 502, "Bad Gateway", "The CGI script failed")
+
+    def _stopScript(self) -> None:
+        transport: Any = self.transport
+        if transport is None:
+            return
+        transport.loseConnection()
+        with contextlib.suppress(ProcessExitedAlready):
+            transport.signalProcess("TERM")
+
+    def _abortClient(self) -> None:
+        transport = getattr(self.request, "transport", None)
+        if transport is not None:
+            transport.loseConnection()
+
+    def _clientLost(self, reason: Failure) -> None:
+        """
+        The client went away: nothing more can be sent; end the script.
+        """
+        self._clientGone = True
+        if self._sender is not None:
+            self._sender.stopProducing()
+        self._stopScript()
+
+    # IPushProducer, for the response: pause reading the script when the
+    # client is slow.
+
+    def pauseProducing(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        self._clientLost(Failure(ConnectionError("client gone")))
