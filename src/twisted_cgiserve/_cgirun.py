@@ -67,6 +67,7 @@ class ScriptRun(ProcessProtocol):
         self._stderr = b""
         self._clientGone = False
         self._failed = False
+        self._stopping = False
         self._producerRegistered = False
         self._sender: FileSender | None = None
         self.request.notifyFinish().addErrback(self._clientLost)
@@ -216,7 +217,7 @@ class ScriptRun(ProcessProtocol):
         value = reason.value
         exitCode = getattr(value, "exitCode", 0)
         signal = getattr(value, "signal", None)
-        if exitCode or signal:
+        if (exitCode or signal) and not self._stopping:
             _log.warn(
                 "{script} [{pid}] exited with {how}",
                 script=self.scriptName,
@@ -277,6 +278,7 @@ class ScriptRun(ProcessProtocol):
         transport: Any = self.transport
         if transport is None:
             return
+        self._stopping = True
         transport.loseConnection()
         with contextlib.suppress(ProcessExitedAlready):
             transport.signalProcess("TERM")

@@ -21,6 +21,7 @@ from twisted.python import usage
 
 from twisted import __version__ as twistedVersion
 from twisted_cgiserve._accesslog import AccessLog
+from twisted_cgiserve._cgiresource import scriptUser
 from twisted_cgiserve._listen import (
     ListeningService,
     ListenSpec,
@@ -54,6 +55,12 @@ class Options(usage.Options):
 
     optFlags = [
         ["no-cgi", None, "Serve CGI directories as ordinary files: run no scripts."],
+        [
+            "cgi-pass-auth",
+            None,
+            "Give scripts the Authorization header as HTTP_AUTHORIZATION (off by "
+            "default: it carries passwords).",
+        ],
     ]
 
     optParameters = [
@@ -76,6 +83,13 @@ class Options(usage.Options):
             "Append one combined-log-format line per request to this file "
             "('-' for standard output; default: twistd's log).",
         ],
+        [
+            "cgi-user",
+            None,
+            "nobody",
+            "The user (name or number) scripts run as when the server runs as "
+            "root, as http.server ran them as nobody. Ignored when not root.",
+        ],
     ]
 
     compData = usage.Completions(
@@ -89,6 +103,8 @@ class Options(usage.Options):
         super().__init__()
         self["ports"] = []
         self["cgi-dirs"] = []
+        self["cgi-pass-env"] = []
+        self["cgi-set-env"] = []
 
     def opt_port(self, value: str) -> None:
         """
@@ -115,6 +131,23 @@ class Options(usage.Options):
         """
         self["cgi-dirs"].append(value)
 
+    def opt_cgi_pass_env(self, name: str) -> None:
+        """
+        Pass this variable of the server's environment on to scripts (when
+        it is set); repeatable. Scripts otherwise get only PATH and the CGI
+        variables.
+        """
+        self["cgi-pass-env"].append(name)
+
+    def opt_cgi_set_env(self, assignment: str) -> None:
+        """
+        Set NAME=VALUE in every script's environment; repeatable.
+        """
+        name, equals, value = assignment.partition("=")
+        if not equals or not name:
+            raise usage.UsageError(f"--cgi-set-env {assignment!r} is not NAME=VALUE")
+        self["cgi-set-env"].append((name, value))
+
     def opt_version(self) -> None:
         """
         Print the versions of twisted-cgiserve and Twisted, and exit.
@@ -124,7 +157,14 @@ class Options(usage.Options):
 
     # usage.Options shows docstrings with their indentation; make each one
     # line of help text.
-    for _method in (opt_port, opt_path, opt_cgi_dir, opt_version):
+    for _method in (
+        opt_port,
+        opt_path,
+        opt_cgi_dir,
+        opt_cgi_pass_env,
+        opt_cgi_set_env,
+        opt_version,
+    ):
         _method.__doc__ = " ".join((_method.__doc__ or "").split())
     del _method
 
@@ -160,6 +200,18 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
+        try:
+            self.settings()
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        if not self["no-cgi"]:
+            try:
+                scriptUser(self["cgi-user"])
+            except KeyError:
+                raise usage.UsageError(
+                    f"--cgi-user {self['cgi-user']!r}: no such user"
+                ) from None
+
         ports = self["ports"] or [_DEFAULT_PORT]
         specs: list[ListenSpec] = []
         for value in ports:
@@ -181,6 +233,10 @@ class Options(usage.Options):
         return Settings(
             cgiDirectories=tuple(self["cgi-dirs"]),
             cgiEnabled=not self["no-cgi"],
+            cgiPassAuthorization=bool(self["cgi-pass-auth"]),
+            cgiPassEnvironment=tuple(self["cgi-pass-env"]),
+            cgiSetEnvironment=tuple(self["cgi-set-env"]),
+            cgiUser=self["cgi-user"],
         )
 
 
@@ -209,7 +265,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             f"{e.strerror}\n"
         )
         raise SystemExit(1) from None
-    resource = makeRootResource(options["directory"], options.settings())
+    resource = makeRootResource(options["directory"], options.settings(), reactor)
     site = CGIServeSite(resource, accessLog=accessLog, reactor=reactor)
     parent = MultiService()
     for spec in options["listen"]:
