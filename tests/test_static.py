@@ -11,6 +11,8 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from helpers import body, header, makeRequest, render
 from twisted_cgiserve import Settings, StaticResource, makeRootResource
@@ -340,3 +342,30 @@ def test_statusPhraseSafe() -> None:
     assert statusPhrase("No such CGI script ('/cgi-bin/\u20ac\r\nX: y')") == (
         b"No such CGI script ('/cgi-bin/???X: y')"
     )
+
+
+@settings(
+    max_examples=300,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    st.lists(
+        st.sampled_from(
+            ["cgi-bin", "CGI-BIN", "s.sh", "..", ".", "", "%2e%2e", "%2f", "sub",
+             "cgi-bin%2fs.sh", "%63gi-bin", "s.sh%00", "s.sh%2f", "%252e", "\\"]
+        ),
+        max_size=6,
+    ).map(lambda words: ("/" + "/".join(words)).encode())
+)  # fmt: skip
+def test_scriptBytesNeverLeak(root: Path, uri: bytes) -> None:
+    """
+    Whatever the spelling, a script in a CGI directory is never sent as a
+    file (http.server's CVE-2011-1015 and CVE-2014-4650 disclosed sources).
+    """
+    scripts = root / "cgi-bin"
+    if not scripts.exists():
+        scripts.mkdir()
+        (scripts / "s.sh").write_bytes(b"#!/bin/sh\nSECRET-SOURCE\n")
+    for method in (b"GET", b"HEAD", b"POST"):
+        request = render(makeRootResource(str(root)), makeRequest(uri, method=method))
+        assert b"SECRET-SOURCE" not in body(request)
