@@ -77,7 +77,11 @@ def combinedLogLine(request: Request, timestamp: str | None = None) -> str:
     headers = request.requestHeaders
     referer = headers.getRawHeaders(b"referer")
     agent = headers.getRawHeaders(b"user-agent")
-    requestLine = b"%s %s %s" % (request.method, request.uri, request.clientproto)
+    # A local redirect rewrites the request; the log shows what the client
+    # sent, as Apache's %r does.
+    requestLine = getattr(request, "originalRequestLine", None) or (
+        b"%s %s %s" % (request.method, request.uri, request.clientproto)
+    )
     sent = getattr(request, "sentLength", 0)
     return '{} - - {} "{}" {} {} "{}" "{}"'.format(
         host,

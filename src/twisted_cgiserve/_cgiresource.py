@@ -195,6 +195,17 @@ class CGIHandler:
             )
             sendError(request, 500, "Too many local redirects")
             return
+        if getattr(request, "originalRequestLine", None) is None:
+            setattr(  # noqa: B010
+                request,
+                "originalRequestLine",
+                b"%s %s %s"
+                % (
+                    request.method,
+                    request.uri,
+                    getattr(request, "clientproto", b"HTTP/1.0"),
+                ),
+            )
         if request.method != b"HEAD":
             request.method = b"GET"
         request.uri = location

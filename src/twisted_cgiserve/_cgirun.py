@@ -164,10 +164,16 @@ class ScriptRun(ProcessProtocol):
         """
         An NPH script's output goes to the client unmodified.
         """
+        request = self.request
         if not self._producerRegistered:
-            self.request.registerProducer(self, True)
+            request.registerProducer(self, True)
             self._producerRegistered = True
-        transport = getattr(self.request, "transport", None)
+            # For the access log: the status the script's own line gives.
+            words = data.split(b"\n", 1)[0].split()
+            if len(words) >= 2 and words[0].startswith(b"HTTP/") and words[1].isdigit():
+                request.code = int(words[1])
+        request.sentLength = getattr(request, "sentLength", 0) + len(data)
+        transport = getattr(request, "transport", None)
         if transport is not None:
             transport.write(data)
 
@@ -253,10 +259,14 @@ class ScriptRun(ProcessProtocol):
     def _endNPH(self) -> None:
         """
         An NPH response has no framing the server knows: it ends with the
-        connection.
+        connection. (The request never finishes, so it is logged here.)
         """
+        request = self.request
         if self._producerRegistered:
-            self.request.unregisterProducer()
+            request.unregisterProducer()
+        factory = getattr(getattr(request, "channel", None), "factory", None)
+        if factory is not None:
+            factory.log(request)
         self._abortClient()
 
     def _badGateway(self, why: str) -> None:
