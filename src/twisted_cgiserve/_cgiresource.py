@@ -74,12 +74,13 @@ def _mountPrefix(request: IRequest) -> str:
 def scriptUser(name: str | None) -> tuple[int, int] | None:
     """
     The user and group scripts run as when the server runs as root (as
-    http.server ran them as C{nobody}); L{None} when the server is not root
-    or no user is configured.
+    http.server ran them as C{nobody}); L{None} when no user is configured.
+    Whether to switch is decided when a script starts: twistd's C{--uid}
+    drops the server's privileges after the tree is built.
 
     @raise KeyError: There is no such user.
     """
-    if name is None or os.geteuid() != 0:
+    if name is None:
         return None
     entry = pwd.getpwuid(int(name)) if name.isdigit() else pwd.getpwnam(name)
     return entry.pw_uid, entry.pw_gid
@@ -128,7 +129,8 @@ class CGIHandler:
         """
         try:
             location = locateScript(self.root, resolved, directory)
-            if self.user is not None and not _runnableBy(location.filename, self.user):
+            user = self._switchTo()
+            if user is not None and not _runnableBy(location.filename, user):
                 raise CGIRefusal(
                     403, f"CGI script is not executable ({location.scriptName!r})"
                 )
@@ -140,9 +142,20 @@ class CGIHandler:
             return sendError(
                 request, 505, "NPH scripts need HTTP/1.x", "NPH scripts need HTTP/1.x"
             )
-        return self._run(request, location)
+        return self._run(request, location, user)
 
-    def _run(self, request: IRequest, location: ScriptLocation) -> int:
+    def _switchTo(self) -> tuple[int, int] | None:
+        """
+        The user to run scripts as: the configured one, while the server
+        runs as root.
+        """
+        if self.user is None or os.geteuid() != 0 or self.user[0] == 0:
+            return None
+        return self.user
+
+    def _run(
+        self, request: IRequest, location: ScriptLocation, user: tuple[int, int] | None
+    ) -> int:
         prefix = _mountPrefix(request)
         script = ScriptRequest(
             scriptName=prefix + location.scriptName,
@@ -163,10 +176,14 @@ class CGIHandler:
                 [location.filename, *argv],
                 environment=env,
                 directory=os.path.dirname(location.filename),
-                user=self.user[0] if self.user else None,
-                group=self.user[1] if self.user else None,
+                user=user,
             )
-        except PermissionError:
+        except PermissionError as e:
+            _log.error(
+                "{script}: cannot be started: {error}",
+                script=location.scriptName,
+                error=e,
+            )
             return sendError(
                 request, 403, f"CGI script is not executable ({location.scriptName!r})"
             )

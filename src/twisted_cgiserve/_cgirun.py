@@ -86,6 +86,8 @@ class ScriptRun(ProcessProtocol):
             return
         content.seek(0)
         self._sender = FileSender()
+        # A pipe's capacity per write, not FileSender's 16 KiB.
+        self._sender.CHUNK_SIZE = 64 * 1024
         done = self._sender.beginFileTransfer(content, transport)
         done.addCallbacks(lambda _: transport.closeStdin(), lambda _: None)
 

@@ -114,6 +114,10 @@ class CGIServeSite(Site):
     def __init__(
         self, resource: IResource, accessLog: AccessLog | None = None, **kw: Any
     ) -> None:
+        # Twisted would parse form POSTs into request.args, reading the whole
+        # body into memory; request bodies here are for CGI scripts, which
+        # read them from standard input.
+        kw.setdefault("parsePOSTFormSubmission", False)
         super().__init__(resource, **kw)
         self.accessLog = accessLog if accessLog is not None else AccessLog()
 
