@@ -10,11 +10,14 @@ are much lower, which is why the report always names the generator used.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import http.client
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -76,6 +79,17 @@ class LoadResult:
     p50_ms: float | None = None
     p99_ms: float | None = None
     problems: list[str] = field(default_factory=list)
+    # Read "errors" that are how wrk ends a response delimited by the
+    # connection closing (HTTP/1.0 without Content-Length): one per such
+    # response, moved out of read_errors by discount_eof_reads().
+    eof_reads: int = 0
+    # Set when the answer was wrong (see post_echo): the number is not a
+    # measurement of the scenario at all.
+    failed_check: str | None = None
+    # Server process RSS (post_echo only), MiB: before the request and the
+    # highest sample while it ran.
+    rss_before_mib: float | None = None
+    rss_peak_mib: float | None = None
 
     @property
     def req_per_s(self) -> float:
@@ -95,9 +109,20 @@ class LoadResult:
             + self.timeout_errors
         )
 
+    def discount_eof_reads(self) -> None:
+        """
+        For a server whose responses end at connection close, wrk reports one
+        read error per completed response (its parser sees EOF as the end of
+        the body, then counts the EOF as an error). Up to one per completed
+        request is that artefact; any beyond are real.
+        """
+        self.eof_reads = min(self.read_errors, self.requests)
+        self.read_errors -= self.eof_reads
+
     def flags(self) -> list[str]:
         """Why this run's number should not be trusted, if it should not."""
-        out = list(self.problems)
+        out = [self.failed_check] if self.failed_check else []
+        out += self.problems
         if self.bad_status:
             out.append(f"{self.bad_status} non-2xx/3xx responses")
         if self.socket_errors:
@@ -311,6 +336,192 @@ class PythonGenerator:
 
 
 LoadGenerator = WrkGenerator | PythonGenerator
+
+
+# --- POST echo: one big streamed request, RSS sampled ------------------------
+
+_CHUNK = 1 << 20
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def rss_mib(pid: int) -> float | None:
+    """VmRSS of that one process (not its children), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"VmRSS:"):
+                    return int(line.split()[1]) / 1024  # reported in kB
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+class RssSampler:
+    """Samples one process's RSS every C{interval} seconds in a thread."""
+
+    def __init__(self, pid: int, interval: float = 0.05) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak: float | None = None
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        value = rss_mib(self.pid)
+        if value is not None:
+            self.samples += 1
+            self.peak = value if self.peak is None else max(self.peak, value)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()  # one last look, after the response ended
+
+
+def post_echo(
+    request: Request,
+    expected_sha256: str,
+    pid: int,
+    *,
+    timeout: float,
+    idle_timeout: float = 30.0,
+    end_grace: float = 5.0,
+) -> LoadResult:
+    """
+    POST C{request.body_file} to a script that echoes its input, and check
+    that exactly the same bytes come back, holding neither copy in memory:
+    the upload is C{socket.sendfile} in a thread while this thread reads and
+    hashes the response (an echo streams back while the upload is still
+    going, so sending all before reading would deadlock once the socket
+    buffers fill). C{http.client} writes the request head and parses the
+    response; the body goes on the raw socket, because C{HTTPConnection}
+    drops its socket when the response is HTTP/1.0 and would silently
+    reconnect and send the rest of the body as a new request.
+
+    The time runs from the request head to the last expected byte. After
+    that the response must end (closing chunk, Content-Length, or connection
+    close) within C{end_grace} seconds, or the run is flagged. C{pid}'s RSS
+    is sampled throughout. Everything is cut off after C{timeout} seconds.
+    """
+    assert request.body_file is not None
+    size = request.body_file.stat().st_size
+    result = LoadResult("python post echo", 0, 0, 0.0)
+    result.rss_before_mib = rss_mib(pid)
+    conn = http.client.HTTPConnection(request.host, request.port, timeout=idle_timeout)
+    upload_error: list[str] = []
+    status: int | None = None
+    cut = threading.Event()
+    received = 0
+    digest = hashlib.sha256()
+    began = time.monotonic()
+    watchdog: threading.Timer | None = None
+    try:
+        with RssSampler(pid) as sampler:
+            try:
+                conn.connect()
+                sock = conn.sock
+                assert isinstance(sock, socket.socket)
+
+                def cut_off() -> None:
+                    cut.set()
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+                watchdog = threading.Timer(timeout, cut_off)
+                watchdog.daemon = True
+                watchdog.start()
+
+                def upload() -> None:
+                    assert request.body_file is not None
+                    try:
+                        with request.body_file.open("rb") as body:
+                            sock.sendfile(body)
+                    except OSError as e:
+                        upload_error.append(repr(e))
+
+                conn.putrequest(request.method, request.path)
+                conn.putheader("Content-Type", "application/octet-stream")
+                conn.putheader("Content-Length", str(size))
+                began = time.monotonic()
+                conn.endheaders()
+                uploader = threading.Thread(target=upload, daemon=True)
+                uploader.start()
+                response = conn.getresponse()
+                status = response.status
+                result.bad_status = int(status != 200)
+                while received < size:
+                    chunk = response.read1(min(_CHUNK, size - received))
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    received += len(chunk)
+                result.duration_s = time.monotonic() - began
+                if received == size:
+                    sock.settimeout(end_grace)
+                    try:
+                        extra = response.read(1)
+                    except TimeoutError:
+                        result.problems.append(
+                            f"all {size} bytes came back, but the response did "
+                            f"not end within {end_grace:.0f} s after them (timed "
+                            "to the last byte; the harness then closed it)"
+                        )
+                    else:
+                        if extra:
+                            result.failed_check = (
+                                f"more than the {size} bytes sent came back"
+                            )
+                uploader.join(timeout=max(0.0, began + timeout - time.monotonic()))
+            except (OSError, http.client.HTTPException) as e:
+                result.duration_s = time.monotonic() - began
+                why = (
+                    f"cut off at the {timeout:.0f} s limit" if cut.is_set() else repr(e)
+                )
+                result.failed_check = (
+                    f"{why} after {result.duration_s:.1f} s, status {status}, "
+                    f"{received} of {size} bytes echoed"
+                )
+        result.rss_peak_mib = sampler.peak
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        conn.close()
+    if cut.is_set() and result.failed_check is None:
+        result.failed_check = (
+            f"cut off at the {timeout:.0f} s limit, status {status}, "
+            f"{received} of {size} bytes echoed"
+        )
+    elif result.failed_check is None:
+        if status != 200:
+            result.failed_check = f"status {status}, expected 200"
+        elif received != size:
+            result.failed_check = f"response ended after {received} of {size} bytes" + (
+                f" (upload: {upload_error[0]})" if upload_error else ""
+            )
+        elif digest.hexdigest() != expected_sha256:
+            result.failed_check = "echoed bytes differ from those sent (sha256)"
+        elif upload_error:
+            result.failed_check = f"upload failed: {upload_error[0]}"
+    result.requests = 1
+    result.bytes_read = received
+    return result
 
 
 def find_or_install_wrk(log: list[str]) -> str | None:

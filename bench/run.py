@@ -7,7 +7,7 @@ one generated docroot in a temp dir; the report (a Markdown table) goes to
 stdout, progress and server trouble to stderr. See bench/README.md.
 
 Scenarios and servers are plain data (L{SCENARIOS}, L{SERVERS}) so that new
-ones, such as the CGI scenarios, are one entry each.
+ones are one entry each.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ from _load import (
     Request,
     WrkGenerator,
     find_or_install_wrk,
+    post_echo,
+    sha256_of,
 )
 
 HOST = "127.0.0.1"  # Never anything else: these servers serve a temp dir.
@@ -51,8 +53,13 @@ RATIO_ORDER = ("twisted.web", "http.server")
 STARTUP_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 WARMUP_SECONDS = 1
+ECHO_TIMEOUT = 120.0  # per POST echo, then the harness cuts the connection
 
 Metric = Literal["req/s", "MB/s"]
+# "load": the load generator (wrk) for --duration seconds per round;
+# "echo": one streamed POST per round by post_echo, which checks the echo and
+# samples the server's RSS.
+Runner = Literal["load", "echo"]
 Validator = Callable[[Path, int, bytes], str | None]
 
 
@@ -78,15 +85,30 @@ class Scenario:
     server_args: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     method: str = "GET"
     body_file: str | None = None  # relative to the docroot, made by setup
+    # Per-server URL path, where a server needs another one (twcgi only runs
+    # files named *.cgi).
+    paths: Mapping[str, str] = field(default_factory=dict)
+    runner: Runner = "load"
+    # Reported, never enforced: cgiserve / server at least this ratio...
+    targets: Mapping[str, float] = field(default_factory=dict)
+    # ...and cgiserve's peak RSS growth (echo runner) under this many MiB.
+    rss_target_mib: float | None = None
 
     @property
     def label(self) -> str:
+        if self.runner == "echo":
+            return f"{self.name} ({self.metric}; peak server RSS growth)"
         return f"{self.name} ({self.metric})"
+
+    def path_for(self, server: str) -> str:
+        return self.paths.get(server, self.path)
 
 
 def make_file(name: str, size: int) -> Callable[[Path], None]:
     def setup(docroot: Path) -> None:
-        (docroot / name).write_bytes(os.urandom(size))
+        with (docroot / name).open("wb") as f:
+            for offset in range(0, size, 1 << 20):
+                f.write(os.urandom(min(1 << 20, size - offset)))
 
     setup.__qualname__ = f"make_file({name!r}, {size})"
     return setup
@@ -131,6 +153,67 @@ def lists_all_names(docroot: Path, status: int, body: bytes) -> str | None:
     return None
 
 
+# Each script twice: cgiserve and http.server run anything under /cgi-bin;
+# twistd web --path runs only *.cgi files (its processors map .cgi to
+# twisted.web.twcgi.CGIScript) and would serve a .sh file's source.
+HELLO_SCRIPT = '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\nhello\\n"\n'
+ECHO_SCRIPT = (
+    '#!/bin/sh\nprintf "Content-Type: application/octet-stream\\n\\n"\nexec cat\n'
+)
+ECHO_BODY = "post-100m.bin"
+ECHO_SIZE = 100 * 1024 * 1024
+
+
+# As root, twcgi runs scripts as root; cgiserve by default switches each to
+# nobody (--cgi-user) with one more exec (setpriv). Compare like with like:
+# cgiserve runs them as root too. (http.server --cgi switches to nobody in
+# its forked child, which costs it no extra exec.)
+CGISERVE_CGI_ARGS: tuple[str, ...] = ("--cgi-user", "root") if os.geteuid() == 0 else ()
+
+
+def make_cgi_script(stem: str, text: str) -> Callable[[Path], None]:
+    def setup(docroot: Path) -> None:
+        directory = docroot / "cgi-bin"
+        directory.mkdir(exist_ok=True)
+        for name in (f"{stem}.sh", f"{stem}.cgi"):
+            (directory / name).write_text(text)
+            (directory / name).chmod(0o755)
+
+    setup.__qualname__ = f"make_cgi_script({stem!r})"
+    return setup
+
+
+def make_echo_files(docroot: Path) -> None:
+    make_cgi_script("echo", ECHO_SCRIPT)(docroot)
+    make_file(ECHO_BODY, ECHO_SIZE)(docroot)
+
+
+def exact_body(expected: bytes) -> Validator:
+    def validate(docroot: Path, status: int, body: bytes) -> str | None:
+        del docroot
+        if status != 200:
+            return f"status {status}, expected 200; body {body[:200]!r}"
+        if body != expected:
+            return f"body {body[:200]!r}, expected {expected!r}"
+        return None
+
+    return validate
+
+
+def open_to_all(docroot: Path) -> None:
+    """
+    As root, cgiserve and http.server --cgi run scripts as nobody, who must
+    be able to reach and read them: directories 0755, files world-readable.
+    """
+    docroot.chmod(0o755)
+    for directory, dirnames, filenames in os.walk(docroot):
+        for name in dirnames:
+            (Path(directory) / name).chmod(0o755)
+        for name in filenames:
+            path = Path(directory) / name
+            path.chmod(path.stat().st_mode | 0o444)
+
+
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario(
         "1 KiB file",
@@ -155,6 +238,36 @@ SCENARIOS: tuple[Scenario, ...] = (
         "req/s",
         setup=make_listing_dir,
         validate=lists_all_names,
+    ),
+    # A process per request, so CPU goes to fork/exec and piping: 4
+    # connections keep both cores busy; 8 measured the same or lower.
+    Scenario(
+        "trivial shell CGI",
+        "/cgi-bin/hello.sh",
+        4,
+        "req/s",
+        setup=make_cgi_script("hello", HELLO_SCRIPT),
+        validate=exact_body(b"hello\n"),
+        kind="cgi",
+        server_args={"http.server": ("--cgi",), OURS: CGISERVE_CGI_ARGS},
+        paths={"twisted.web": "/cgi-bin/hello.cgi"},
+        targets={"twisted.web": 3.0, "http.server": 2.0},
+    ),
+    # MB/s: the body size over the time from the request head to the last
+    # echoed byte (as many bytes again went the other way).
+    Scenario(
+        "100 MiB POST echo via CGI",
+        "/cgi-bin/echo.sh",
+        1,
+        "MB/s",
+        setup=make_echo_files,
+        kind="cgi",
+        server_args={"http.server": ("--cgi",), OURS: CGISERVE_CGI_ARGS},
+        method="POST",
+        body_file=ECHO_BODY,
+        paths={"twisted.web": "/cgi-bin/echo.cgi"},
+        runner="echo",
+        rss_target_mib=32.0,
     ),
 )
 
@@ -183,9 +296,20 @@ class ServerSpec:
     command: Callable[[Launch], list[str]]
     # Extra environment; may prepare files in launch.workdir first.
     environment: Callable[[Launch], dict[str, str]] | None = None
+    # What actually answers CGI scenarios, when it is not the server itself;
+    # shown in the table's column headers.
+    cgi_name: str | None = None
+    # Scenario kinds whose responses end only at connection close (see
+    # LoadResult.discount_eof_reads).
+    close_delimited: frozenset[str] = frozenset()
 
     def supports(self, scenario: Scenario) -> bool:
         return scenario.kind in self.kinds
+
+    def title(self, cgi: bool, short: bool = False) -> str:
+        if not (cgi and self.cgi_name):
+            return self.name
+        return f"{self.name} ({self.cgi_name}{'' if short else ' for CGI'})"
 
 
 def cgiserve_command(launch: Launch) -> list[str]:
@@ -255,11 +379,29 @@ def twisted_web_command(launch: Launch) -> list[str]:
 
 
 SERVERS: tuple[ServerSpec, ...] = (
+    # CGI is on by default under /cgi-bin.
     ServerSpec(
-        OURS, frozenset({"static"}), cgiserve_command, environment=checkout_environment
+        OURS,
+        frozenset({"static", "cgi"}),
+        cgiserve_command,
+        environment=checkout_environment,
     ),
-    ServerSpec("http.server", frozenset({"static"}), http_server_command),
-    ServerSpec("twisted.web", frozenset({"static"}), twisted_web_command),
+    # With --cgi (see the scenarios' server_args): CGIHTTPRequestHandler,
+    # HTTP/1.0, a fork per request, the client socket as the script's stdin
+    # and stdout.
+    ServerSpec(
+        "http.server",
+        frozenset({"static", "cgi"}),
+        http_server_command,
+        close_delimited=frozenset({"cgi"}),
+    ),
+    # twistd web --path maps *.cgi to twisted.web.twcgi.CGIScript.
+    ServerSpec(
+        "twisted.web",
+        frozenset({"static", "cgi"}),
+        twisted_web_command,
+        cgi_name="twcgi",
+    ),
 )
 
 
@@ -401,7 +543,7 @@ def check_response(instance: Instance, scenario: Scenario, docroot: Path) -> str
     body = (docroot / scenario.body_file).read_bytes() if scenario.body_file else None
     conn = http.client.HTTPConnection(HOST, instance.port, timeout=30)
     try:
-        conn.request(scenario.method, scenario.path, body=body)
+        conn.request(scenario.method, scenario.path_for(instance.spec.name), body=body)
         response = conn.getresponse()
         data = response.read()
     except (OSError, http.client.HTTPException) as e:
@@ -424,6 +566,8 @@ class Run:
 
 
 def value_of(result: LoadResult, metric: Metric) -> float:
+    if result.failed_check:
+        return 0.0
     return result.req_per_s if metric == "req/s" else result.mb_per_s
 
 
@@ -436,6 +580,17 @@ class Cell:
     flags: list[str] = field(default_factory=list)
     bad_check: bool = False
     unavailable: str | None = None  # why there is no number at all
+    # Echo runner: server RSS before its first echo, and every peak since.
+    rss_base_mib: float | None = None
+    rss_peaks_mib: list[float] = field(default_factory=list)
+    info: list[str] = field(default_factory=list)  # notes that are not (!)
+
+    @property
+    def rss_growth_mib(self) -> float | None:
+        """Highest RSS seen during any echo, over the RSS before the first."""
+        if self.rss_base_mib is None or not self.rss_peaks_mib:
+            return None
+        return max(self.rss_peaks_mib) - self.rss_base_mib
 
 
 Pair = tuple[ServerSpec, Scenario, Instance]
@@ -455,34 +610,89 @@ def measure(
     is run on the servers back to back (A, B, C, A, B, C, ...), so slow drift
     of a noisy machine lands on all servers alike instead of on whichever
     went last. Returns the runs and whether the time limit cut them short.
+
+    An echo scenario has no warm-up and runs one POST per round; after a
+    failed echo that server is not asked again, so a hang costs one
+    ECHO_TIMEOUT, not one per round.
     """
     runs: list[Run] = []
+    digests: dict[Path, str] = {}
     for rnd in range(args.rounds + 1):
         seconds = WARMUP_SECONDS if rnd == 0 else args.duration
         what = "warm-up" if rnd == 0 else f"round {rnd}/{args.rounds}"
         for spec, scenario, instance in pairs:
-            if time.monotonic() + seconds > deadline:
+            cell = cells[(spec.name, scenario.name)]
+            echo = scenario.runner == "echo"
+            if echo and (rnd == 0 or cell.bad_check):
+                continue
+            if time.monotonic() + (10 if echo else seconds) > deadline:
                 progress(f"!! time limit of {args.time_limit:.0f} s reached")
                 return runs, True
             body = docroot / scenario.body_file if scenario.body_file else None
-            request = Request(HOST, instance.port, scenario.path, scenario.method, body)
-            conns = args.connections or scenario.connections
-            result = generator.run(request, conns, seconds)
+            request = Request(
+                HOST,
+                instance.port,
+                scenario.path_for(spec.name),
+                scenario.method,
+                body,
+            )
+            if echo:
+                assert body is not None and instance.process is not None
+                if body not in digests:
+                    digests[body] = sha256_of(body)
+                result = post_echo(
+                    request,
+                    digests[body],
+                    instance.process.pid,
+                    timeout=min(ECHO_TIMEOUT, deadline - time.monotonic()),
+                )
+            else:
+                conns = connections_for(scenario, args)
+                result = generator.run(request, conns, seconds)
+                if scenario.kind in spec.close_delimited and result.generator == "wrk":
+                    result.discount_eof_reads()
+                    note = (
+                        "responses end at connection close (HTTP/1.0, no "
+                        "Content-Length); wrk counts one read error for each, "
+                        "not counted as errors here"
+                    )
+                    if result.eof_reads and note not in cell.info:
+                        cell.info.append(note)
             value = value_of(result, scenario.metric)
             flags = result.flags()
             runs.append(Run(spec.name, scenario.name, rnd, value, flags, result))
+            rss = ""
+            if result.rss_before_mib is not None and result.rss_peak_mib is not None:
+                if cell.rss_base_mib is None:
+                    cell.rss_base_mib = result.rss_before_mib
+                cell.rss_peaks_mib.append(result.rss_peak_mib)
+                rss = (
+                    f", server RSS {result.rss_before_mib:.1f} MiB before, "
+                    f"{result.rss_peak_mib:.1f} MiB peak"
+                )
             progress(
                 f"[{what}] {scenario.name} @ {spec.name}: "
-                f"{fmt(value, scenario.metric)} {scenario.metric}"
+                f"{fmt(value, scenario.metric)} {scenario.metric}{rss}"
                 + (f"  (!) {'; '.join(flags)}" if flags else "")
             )
-            cell = cells[(spec.name, scenario.name)]
-            if rnd == 0:
+            if result.failed_check:
+                cell.bad_check = True
+                cell.flags.append(f"round {rnd}: check failed: {result.failed_check}")
+                cell.flags.extend(f"round {rnd}: {f}" for f in result.problems)
+                if echo:
+                    progress(f"!! not repeating {scenario.name} on {spec.name}")
+            elif rnd == 0:
                 cell.flags.extend(f"warm-up: {f}" for f in flags)
             else:
                 cell.values.append(value)
                 cell.flags.extend(f"round {rnd}: {f}" for f in flags)
     return runs, False
+
+
+def connections_for(scenario: Scenario, args: argparse.Namespace) -> int:
+    if scenario.runner == "echo":
+        return 1
+    return int(args.connections or scenario.connections)
 
 
 def progress(message: str) -> None:
@@ -507,7 +717,13 @@ def build_table(
     baselines = [n for n in RATIO_ORDER if n in names]
     baselines += [n for n in names if n != OURS and n not in baselines]
     ratio_cols = baselines if OURS in names else []
-    header = ["scenario", *names, *(f"{OURS} / {b}" for b in ratio_cols)]
+    specs = {s.name: s for s in servers}
+    cgi = any(s.kind == "cgi" for s in scenarios)
+    header = [
+        "scenario",
+        *(s.title(cgi) for s in servers),
+        *(f"{OURS} / {specs[b].title(cgi, short=True)}" for b in ratio_cols),
+    ]
     lines = [
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -521,15 +737,20 @@ def build_table(
                 row.append("-")
             elif cell and cell.unavailable:
                 row.append(cell.unavailable)
+            elif cell and cell.bad_check and not cell.values:
+                row.append("failed (!)")
             elif cell is None or cell.median is None:
                 row.append("n/a" + (" (!)" if cell and cell.flags else ""))
             else:
-                row.append(
-                    fmt(cell.median, scenario.metric) + (" (!)" if cell.flags else "")
-                )
+                text = fmt(cell.median, scenario.metric)
+                if cell.rss_growth_mib is not None:
+                    text += f"; {cell.rss_growth_mib:+.1f} MiB"
+                row.append(text + (" (!)" if cell.flags else ""))
             if cell and cell.flags:
                 for flag in dict.fromkeys(cell.flags):
                     notes.append(f"(!) {spec.name}, {scenario.name}: {flag}")
+            if cell:
+                notes += [f"{spec.name}, {scenario.name}: {i}" for i in cell.info]
         ours = cells.get((OURS, scenario.name))
         for base in ratio_cols:
             other = cells.get((base, scenario.name))
@@ -543,7 +764,71 @@ def build_table(
             else:
                 row.append("n/a")
         lines.append("| " + " | ".join(row) + " |")
+        notes += rss_notes(scenario, servers, cells)
+        notes += target_notes(scenario, specs, cells, cgi)
     return "\n".join(lines), notes
+
+
+def rss_notes(
+    scenario: Scenario,
+    servers: Sequence[ServerSpec],
+    cells: Mapping[tuple[str, str], Cell],
+) -> list[str]:
+    parts = []
+    for spec in servers:
+        cell = cells.get((spec.name, scenario.name))
+        if cell and cell.rss_growth_mib is not None and cell.rss_base_mib is not None:
+            peaks = ", ".join(f"{p:.1f}" for p in cell.rss_peaks_mib)
+            parts.append(
+                f"{spec.name} {cell.rss_growth_mib:+.1f} MiB "
+                f"({cell.rss_base_mib:.1f} before; peaks {peaks})"
+            )
+    if not parts:
+        return []
+    return [
+        f"{scenario.name}: server RSS growth (highest VmRSS of the server process "
+        "itself during any round, sampled every 50 ms, minus VmRSS before the "
+        "first): " + "; ".join(parts)
+    ]
+
+
+def target_notes(
+    scenario: Scenario,
+    specs: Mapping[str, ServerSpec],
+    cells: Mapping[tuple[str, str], Cell],
+    cgi: bool,
+) -> list[str]:
+    """The issue's targets, reported against what was measured."""
+    notes = []
+    ours = cells.get((OURS, scenario.name))
+    for base, wanted in scenario.targets.items():
+        other = cells.get((base, scenario.name))
+        if base not in specs or OURS not in specs:
+            continue
+        what = f"{OURS} / {specs[base].title(cgi, short=True)} >= {wanted:g}x"
+        if (
+            ours
+            and other
+            and ours.median
+            and other.median
+            and not (ours.bad_check or other.bad_check)
+        ):
+            ratio = ours.median / other.median
+            verdict = "met" if ratio >= wanted else "NOT met"
+            notes.append(f"target, {scenario.name}: {what}: {ratio:.2f}x, {verdict}")
+        else:
+            notes.append(f"target, {scenario.name}: {what}: not measured")
+    if scenario.rss_target_mib is not None and OURS in specs:
+        what = f"{OURS} RSS growth < {scenario.rss_target_mib:g} MiB"
+        growth = ours.rss_growth_mib if ours else None
+        if ours and growth is not None and not ours.bad_check:
+            verdict = "met" if growth < scenario.rss_target_mib else "NOT met"
+            notes.append(
+                f"target, {scenario.name}: {what}: {growth:+.1f} MiB, {verdict}"
+            )
+        else:
+            notes.append(f"target, {scenario.name}: {what}: not measured")
+    return notes
 
 
 # --- main --------------------------------------------------------------------
@@ -569,7 +854,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--connections",
         type=int,
-        help="override every scenario's connection count (default: 32, 4 for 10 MiB)",
+        help="override every load scenario's connection count (default: 32; 4 for "
+        "10 MiB and CGI; the POST echo is always one request)",
     )
     parser.add_argument("--json", type=Path, help="write raw per-round numbers here")
     parser.add_argument(
@@ -668,18 +954,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     deadline = started + args.time_limit
     specs: list[ServerSpec] = args.server_specs
     scenarios: list[Scenario] = args.scenario_list
+    # Server logs and the source copy stay private (0700); the docroot is a
+    # temp dir of its own, opened to all because as root cgiserve and
+    # http.server --cgi run scripts as nobody.
     workdir = Path(tempfile.mkdtemp(prefix="cgiserve-bench-"))
+    docroot = Path(tempfile.mkdtemp(prefix="cgiserve-bench-docroot-"))
     try:
-        docroot = workdir / "docroot"
-        docroot.mkdir()
         for setup in dict.fromkeys(s.setup for s in scenarios if s.setup):
             setup(docroot)
+        open_to_all(docroot)
         generator = pick_generator(args.generator, workdir)
-        loads = sum(spec.supports(sc) for spec in specs for sc in scenarios)
+        loads = sum(
+            spec.supports(sc)
+            for spec in specs
+            for sc in scenarios
+            if sc.runner == "load"
+        )
+        echoes = sum(
+            spec.supports(sc)
+            for spec in specs
+            for sc in scenarios
+            if sc.runner == "echo"
+        )
         progress(
             f"{loads} server/scenario pairs x ({WARMUP_SECONDS} s warm-up + "
             f"{args.rounds} x {args.duration} s): about "
             f"{loads * (WARMUP_SECONDS + args.rounds * args.duration)} s of load"
+            + (
+                f", plus {echoes} x {args.rounds} POST echoes (at most "
+                f"{ECHO_TIMEOUT:.0f} s each)"
+                if echoes
+                else ""
+            )
         )
 
         # One instance per (server, extra args) that some selected scenario needs.
@@ -712,11 +1018,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if instance.error:
                     cell.unavailable = "did not start"
                     continue
+                if scenario.runner == "echo":
+                    continue  # every measured echo checks its own answer
                 problem = check_response(instance, scenario, docroot)
                 if problem:
                     cell.flags.append(f"response check failed: {problem}")
                     cell.bad_check = True
-                    progress(f"!! {spec.name} {scenario.path}: {problem}")
+                    progress(
+                        f"!! {spec.name} {scenario.method} "
+                        f"{scenario.path_for(spec.name)}: {problem}"
+                    )
             runs, truncated = measure(
                 [p for p in pairs if p[2].error is None],
                 generator,
@@ -733,11 +1044,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes += [
             f"{i.tag} did not start: {i.error}" for i in instances.values() if i.error
         ]
-        conn_text = (
-            str(args.connections)
-            if args.connections
-            else ", ".join(f"{s.name} {s.connections}" for s in scenarios)
-        )
+        conn_text = ", ".join(f"{s.name} {connections_for(s, args)}" for s in scenarios)
         header = (
             f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
             f" | Python {platform.python_version()}"
@@ -772,9 +1079,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0 if ok else 1
     finally:
         if args.keep:
-            progress(f"kept docroot and server logs in {workdir}")
+            progress(f"kept server logs in {workdir} and the docroot in {docroot}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+            shutil.rmtree(docroot, ignore_errors=True)
 
 
 def write_json(
@@ -820,6 +1128,10 @@ def write_json(
                 "median": c.median,
                 "values": c.values,
                 "flags": c.flags,
+                "info": c.info,
+                "rss_base_mib": c.rss_base_mib,
+                "rss_peaks_mib": c.rss_peaks_mib,
+                "rss_growth_mib": c.rss_growth_mib,
             }
             for (server, scenario), c in cells.items()
         ],
