@@ -244,6 +244,12 @@ def buildEnvironment(
     peerHost = _address(getattr(peer, "host", "") or "")
     peerPort = getattr(peer, "port", None)
     hostHeader = (headers.getRawHeaders(b"host") or [None])[-1]
+    if request.uri[:8].lower().startswith((b"http://", b"https://")):
+        # An absolute-form target names the host itself; Host is ignored
+        # (RFC 9112 section 3.2.2).
+        authority = request.uri.split(b"//", 1)[1]
+        authority = re.split(rb"[/?#]", authority, maxsplit=1)[0]
+        hostHeader = authority.rpartition(b"@")[2]
     secure = request.isSecure()
 
     _path, query = splitTarget(request.uri)

@@ -166,7 +166,11 @@ class CGIHandler:
         )
         env, argv = buildEnvironment(request, script, self.environment, SERVER_SOFTWARE)
         run = ScriptRun(
-            request, location.scriptName, self._localRedirect, nph=location.nph
+            request,
+            location.scriptName,
+            self._localRedirect,
+            self._reactor,
+            nph=location.nph,
         )
         try:
             ScriptProcess(

@@ -29,7 +29,9 @@ __all__ = [
 MAX_HEAD = 64 * 1024
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_STATUS = re.compile(rb"([1-9][0-9]{2})(?:[ \t]+(.*))?")
+# A final status: an interim (1xx) one cannot end a response, and codes
+# from 600 are not HTTP.
+_STATUS = re.compile(rb"([2-5][0-9]{2})(?:[ \t]+(.*))?")
 
 # Headers that describe the connection or the framing: the server owns them
 # (RFC 3875 section 6.3.4, RFC 9110 section 7.6.1).

@@ -32,12 +32,15 @@ from twisted_cgiserve._cgiresponse import (
 )
 from twisted_cgiserve._errors import sendError, statusPhrase
 
-__all__ = ["ScriptRun"]
+__all__ = ["KILL_GRACE", "ScriptRun"]
 
 _log = Logger(namespace="cgiserve.cgi")
 
 # The longest stderr line logged as one event; longer lines are split.
 _MAX_ERR_LINE = 4096
+
+# Seconds between SIGTERM and SIGKILL for a script being ended.
+KILL_GRACE = 3.0
 
 
 @implementer(IPushProducer)
@@ -53,6 +56,7 @@ class ScriptRun(ProcessProtocol):
         request: IRequest,
         scriptName: str,
         localRedirect: Any,
+        reactor: Any,
         nph: bool = False,
     ) -> None:
         # Any Twisted request: the consumer and finish-notification methods
@@ -68,6 +72,11 @@ class ScriptRun(ProcessProtocol):
         self._clientGone = False
         self._failed = False
         self._stopping = False
+        self._reactor = reactor
+        self._killer: Any = None
+        self._outputDone = False
+        self._exitReason: Failure | None = None
+        self._finished = False
         self._producerRegistered = False
         self._sender: FileSender | None = None
         self.request.notifyFinish().addErrback(self._clientLost)
@@ -94,7 +103,7 @@ class ScriptRun(ProcessProtocol):
     # Output
 
     def outReceived(self, data: bytes) -> None:
-        if self._clientGone or self._failed:
+        if self._clientGone or self._failed or self._finished:
             return
         if self._nph:
             self._rawWrite(data)
@@ -142,7 +151,9 @@ class ScriptRun(ProcessProtocol):
             headers.addRawHeader(name, value)
         if head.contentLength is not None:
             headers.setRawHeaders(b"content-length", [b"%d" % head.contentLength])
-            self._remaining = head.contentLength
+            if request.method != b"HEAD" and head.status not in (204, 304):
+                # Enforced: no more is sent, and less means a cut response.
+                self._remaining = head.contentLength
         request.registerProducer(self, True)
         self._producerRegistered = True
         return True
@@ -161,6 +172,17 @@ class ScriptRun(ProcessProtocol):
             if not data:
                 return
         self.request.write(data)
+        if self._remaining == 0:
+            # Complete: end the response now, whatever the script does next
+            # (it may linger; the client may close).
+            self._endResponse()
+
+    def _endResponse(self) -> None:
+        self._finished = True
+        if self._producerRegistered:
+            self.request.unregisterProducer()
+            self._producerRegistered = False
+        self.request.finish()
 
     def _rawWrite(self, data: bytes) -> None:
         """
@@ -185,16 +207,15 @@ class ScriptRun(ProcessProtocol):
         self._stderr += data
         while True:
             line, newline, rest = self._stderr.partition(b"\n")
-            if not newline:
-                if len(self._stderr) > _MAX_ERR_LINE:
-                    line, rest = (
-                        self._stderr[:_MAX_ERR_LINE],
-                        self._stderr[_MAX_ERR_LINE:],
-                    )
-                else:
-                    break
-            self._stderr = rest
-            self._logStderr(line)
+            if newline:
+                self._stderr = rest
+                for start in range(0, max(len(line), 1), _MAX_ERR_LINE):
+                    self._logStderr(line[start : start + _MAX_ERR_LINE])
+            elif len(self._stderr) > _MAX_ERR_LINE:
+                self._logStderr(self._stderr[:_MAX_ERR_LINE])
+                self._stderr = self._stderr[_MAX_ERR_LINE:]
+            else:
+                return
 
     def _logStderr(self, line: bytes) -> None:
         transport = self.transport
@@ -207,21 +228,21 @@ class ScriptRun(ProcessProtocol):
 
     # Ending
 
-    def processExited(self, reason: Failure) -> None:
-        """
-        Remember how the script ended; the response ends when its output
-        does (L{processEnded}).
-        """
-        self._exitReason = reason
-
     def makeConnection(self, transport: Any) -> None:
         self._pid = getattr(transport, "pid", None)
         super().makeConnection(transport)
 
-    def processEnded(self, reason: Failure) -> None:
-        if self._stderr:
-            self._logStderr(self._stderr)
-            self._stderr = b""
+    def outConnectionLost(self) -> None:
+        self._outputDone = True
+        self._maybeEnd()
+
+    def processExited(self, reason: Failure) -> None:
+        """
+        Log how the script ended; the response ends once its output has
+        closed too (not its standard error, which a background child of the
+        script may keep open).
+        """
+        self._exitReason = reason
         value = reason.value
         exitCode = getattr(value, "exitCode", 0)
         signal = getattr(value, "signal", None)
@@ -232,9 +253,27 @@ class ScriptRun(ProcessProtocol):
                 pid=self._pid,
                 how=f"signal {signal}" if signal else f"status {exitCode}",
             )
-        if self._clientGone or self._failed:
+        self._maybeEnd()
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._stderr:
+            self._logStderr(self._stderr)
+            self._stderr = b""
+        if self._killer is not None and self._killer.active():
+            self._killer.cancel()
+        self._killer = None
+
+    def _maybeEnd(self) -> None:
+        """
+        End the response when the script has both closed its output and
+        exited.
+        """
+        if not self._outputDone or self._exitReason is None:
+            return
+        if self._clientGone or self._failed or self._finished:
             return
         if self._nph:
+            self._finished = True
             self._endNPH()
             return
         if self._head is None:
@@ -243,9 +282,7 @@ class ScriptRun(ProcessProtocol):
             except MalformedHead as e:
                 self._badGateway(str(e))
             return
-        if self._producerRegistered:
-            self.request.unregisterProducer()
-            self._producerRegistered = False
+        signal = getattr(self._exitReason.value, "signal", None)
         if signal is not None or (self._remaining is not None and self._remaining > 0):
             # The body is incomplete: closing the connection is the only way
             # the client can tell (a final chunk would look complete).
@@ -254,9 +291,13 @@ class ScriptRun(ProcessProtocol):
                 script=self.scriptName,
                 pid=self._pid,
             )
+            self._finished = True
+            if self._producerRegistered:
+                self.request.unregisterProducer()
+                self._producerRegistered = False
             self._abortClient()
             return
-        self.request.finish()
+        self._endResponse()
 
     def _endNPH(self) -> None:
         """
@@ -287,13 +328,29 @@ class ScriptRun(ProcessProtocol):
         sendError(self.request, 502, "Bad Gateway", "The CGI script failed")
 
     def _stopScript(self) -> None:
+        """
+        End the script and what it started: SIGTERM to its process group,
+        SIGKILL after L{KILL_GRACE} seconds if it is still there.
+        """
         transport: Any = self.transport
-        if transport is None:
+        if transport is None or self._stopping:
             return
         self._stopping = True
         transport.loseConnection()
         with contextlib.suppress(ProcessExitedAlready):
             transport.signalProcess("TERM")
+            self._killer = self._reactor.callLater(KILL_GRACE, self._kill)
+
+    def _kill(self) -> None:
+        self._killer = None
+        transport: Any = self.transport
+        with contextlib.suppress(ProcessExitedAlready):
+            transport.signalProcess("KILL")
+            _log.warn(
+                "{script} [{pid}] did not end on SIGTERM; killed",
+                script=self.scriptName,
+                pid=self._pid,
+            )
 
     def _abortClient(self) -> None:
         transport = getattr(self.request, "transport", None)
