@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Server, startServer
-from test_e2e_cgi import NOBODY, makeDocroot, writeFile
+from test_e2e_cgi import NOBODY, makeDocroot
 
 GIT = shutil.which("git")
 BACKEND = "/usr/lib/git-core/git-http-backend"
@@ -105,7 +105,9 @@ def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHost]:
     base = tmp_path_factory.mktemp("git")
     root = makeDocroot("cgiserve-e2e-git-")
     repos = makeDocroot("cgiserve-e2e-git-repos-")
-    writeFile(root / "cgi-bin" / "git", f"#!/bin/sh\nexec {BACKEND}\n".encode())
+    # As the CGI guide's recipe does: a symbolic link to the backend.
+    (root / "cgi-bin").mkdir(mode=0o755, exist_ok=True)
+    (root / "cgi-bin" / "git").symlink_to(BACKEND)
     (root / "cgi-bin").chmod(0o755)
     bare = repos / "repo.git"
     home = base / "home"
