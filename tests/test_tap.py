@@ -11,6 +11,7 @@ import pytest
 from twisted.internet.testing import MemoryReactor
 
 from twisted_cgiserve._listen import ListeningService, parsePort
+from twisted_cgiserve._shutdown import ShutdownService
 from twisted_cgiserve.tap import Options, makeService
 
 
@@ -134,7 +135,8 @@ def test_makeService(tmp_path: Path) -> None:
     reactor = MemoryReactor()
     service = makeService(options, reactor=reactor)
     children = list(service)
-    assert all(isinstance(child, ListeningService) for child in children)
+    assert isinstance(children[0], ShutdownService)
+    assert all(isinstance(child, ListeningService) for child in children[1:])
     service.privilegedStartService()
     service.startService()
     ports = [(port, interface) for port, _f, _b, interface in reactor.tcpServers]

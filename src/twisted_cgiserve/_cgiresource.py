@@ -13,6 +13,7 @@ from io import BytesIO
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
@@ -105,17 +106,22 @@ class CGIHandler:
     Run the scripts below a served directory's CGI directories.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0917
         self,
         root: str,
         environment: CGIEnvironmentSettings,
         user: tuple[int, int] | None,
         siteRoot: IResource,
         reactor: Any = None,
+        timeout: float = 0,
+        maxProcesses: int = 0,
     ) -> None:
         self.root = root
         self.environment = environment
         self.user = user
+        self.timeout = timeout
+        self.maxProcesses = maxProcesses
+        self.running: set[ScriptRun] = set()
         self._siteRoot = siteRoot
         if reactor is None:
             from twisted.internet import reactor as globalReactor  # noqa: PLC0415
@@ -136,6 +142,16 @@ class CGIHandler:
                 )
         except CGIRefusal as refusal:
             return sendError(request, refusal.code, refusal.message)
+        if self.maxProcesses and len(self.running) >= self.maxProcesses:
+            # Refuse before anything is started: a burst must not fork
+            # without limit.
+            request.setHeader(b"retry-after", b"1")
+            return sendError(
+                request,
+                503,
+                "Too many CGI scripts running",
+                "The server is running as many CGI scripts as it may; try again",
+            )
         if location.nph and not getattr(request, "clientproto", b"").startswith(
             b"HTTP/1."
         ):
@@ -171,6 +187,7 @@ class CGIHandler:
             self._localRedirect,
             self._reactor,
             nph=location.nph,
+            timeout=self.timeout,
         )
         try:
             ScriptProcess(
@@ -198,7 +215,22 @@ class CGIHandler:
                 error=e.strerror or e,
             )
             return sendError(request, 502, "Bad Gateway", "The CGI script failed")
+        self.running.add(run)
+        run.ended.addBoth(lambda _: self.running.discard(run))
         return NOT_DONE_YET
+
+    def stopAll(self) -> Deferred[object]:
+        """
+        End every running script (SIGTERM to its process group, SIGKILL
+        after a grace); fires when all have ended.
+        """
+        runs = list(self.running)
+        for run in runs:
+            run.stop()
+        ended: Deferred[object] = DeferredList(
+            [run.ended for run in runs], consumeErrors=True
+        ).addCallback(lambda _: None)
+        return ended
 
     def _localRedirect(self, request: IRequest, location: bytes) -> None:
         """

@@ -12,10 +12,12 @@ C{write} and the server's memory stays bounded however much it writes.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from typing import IO, Any, cast
 
 from zope.interface import implementer
 
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ProcessProtocol
@@ -43,6 +45,27 @@ _MAX_ERR_LINE = 4096
 KILL_GRACE = 3.0
 
 
+class _ActivityConsumer:
+    """
+    The script's standard input, as the body sender's consumer: every chunk
+    the script accepts counts as activity for the inactivity timeout.
+    """
+
+    def __init__(self, transport: Any, onWrite: Callable[[], None]) -> None:
+        self._transport = transport
+        self._onWrite = onWrite
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self._transport.registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        self._transport.unregisterProducer()
+
+    def write(self, data: bytes) -> None:
+        self._onWrite()
+        self._transport.write(data)
+
+
 @implementer(IPushProducer)
 class ScriptRun(ProcessProtocol):
     """
@@ -57,7 +80,9 @@ class ScriptRun(ProcessProtocol):
         scriptName: str,
         localRedirect: Any,
         reactor: Any,
+        *,
         nph: bool = False,
+        timeout: float = 0,
     ) -> None:
         # Any Twisted request: the consumer and finish-notification methods
         # used here are not part of IRequest.
@@ -77,6 +102,11 @@ class ScriptRun(ProcessProtocol):
         self._outputDone = False
         self._exitReason: Failure | None = None
         self._finished = False
+        self._timeout = timeout
+        self._timer: Any = None
+        self._paused = False
+        self._shuttingDown = False
+        self.ended: Deferred[None] = Deferred()
         self._producerRegistered = False
         self._sender: FileSender | None = None
         self.request.notifyFinish().addErrback(self._clientLost)
@@ -90,6 +120,7 @@ class ScriptRun(ProcessProtocol):
         content = cast(IO[bytes] | None, getattr(self.request, "content", None))
         transport = self.transport
         assert transport is not None
+        self._armTimer()
         if content is None or self.request.method == b"HEAD":
             transport.closeStdin()
             return
@@ -97,12 +128,15 @@ class ScriptRun(ProcessProtocol):
         self._sender = FileSender()
         # A pipe's capacity per write, not FileSender's 16 KiB.
         self._sender.CHUNK_SIZE = 64 * 1024
-        done = self._sender.beginFileTransfer(content, transport)
+        done = self._sender.beginFileTransfer(
+            content, _ActivityConsumer(transport, self._armTimer)
+        )
         done.addCallbacks(lambda _: transport.closeStdin(), lambda _: None)
 
     # Output
 
     def outReceived(self, data: bytes) -> None:
+        self._armTimer()
         if self._clientGone or self._failed or self._finished:
             return
         if self._nph:
@@ -262,6 +296,59 @@ class ScriptRun(ProcessProtocol):
         if self._killer is not None and self._killer.active():
             self._killer.cancel()
         self._killer = None
+        self._cancelTimer()
+        self.ended.callback(None)
+
+    # The inactivity timeout
+
+    def _armTimer(self) -> None:
+        """
+        (Re)start the inactivity timer: the script has shown life.
+        """
+        self._cancelTimer()
+        if self._timeout and not self._paused and not self._stopping:
+            self._timer = self._reactor.callLater(self._timeout, self._timedOut)
+
+    def _cancelTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
+
+    def _timedOut(self) -> None:
+        """
+        No output for the timeout: end the script; the client gets a 504 if
+        nothing was sent yet, a cut response otherwise.
+        """
+        self._timer = None
+        _log.warn(
+            "{script} [{pid}] timed out after {seconds} s without output; ending it",
+            script=self.scriptName,
+            pid=self._pid,
+            seconds=self._timeout,
+        )
+        alreadyEnded = self._clientGone or self._failed or self._finished
+        self._failed = True
+        self._stopScript()
+        if alreadyEnded:
+            return
+        request = self.request
+        if not request.startedWriting and not self._nph:
+            sendError(
+                request, 504, "Gateway Timeout", "The CGI script did not answer in time"
+            )
+            return
+        if self._producerRegistered:
+            request.unregisterProducer()
+            self._producerRegistered = False
+        self._abortClient()
+
+    def stop(self) -> None:
+        """
+        End the script now (the server is shutting down).
+        """
+        self._shuttingDown = True
+        self._stopScript()
 
     def _maybeEnd(self) -> None:
         """
@@ -283,6 +370,23 @@ class ScriptRun(ProcessProtocol):
                 self._badGateway(str(e))
             return
         signal = getattr(self._exitReason.value, "signal", None)
+        if signal is not None and not self.request.startedWriting:
+            # Nothing has been sent yet (headers go out with the first body
+            # byte): the client can still get a status.
+            self._finished = True
+            if self._producerRegistered:
+                self.request.unregisterProducer()
+                self._producerRegistered = False
+            if self._shuttingDown:
+                sendError(self.request, 503, "Server shutting down")
+            else:
+                _log.warn(
+                    "{script} [{pid}] died before its body; 502",
+                    script=self.scriptName,
+                    pid=self._pid,
+                )
+                sendError(self.request, 502, "Bad Gateway", "The CGI script failed")
+            return
         if signal is not None or (self._remaining is not None and self._remaining > 0):
             # The body is incomplete: closing the connection is the only way
             # the client can tell (a final chunk would look complete).
@@ -370,11 +474,16 @@ class ScriptRun(ProcessProtocol):
     # client is slow.
 
     def pauseProducing(self) -> None:
+        # The client is slow: the script waiting on a full pipe is not idle.
+        self._paused = True
+        self._cancelTimer()
         transport: Any = self.transport
         if transport is not None:
             transport.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self._paused = False
+        self._armTimer()
         transport: Any = self.transport
         if transport is not None:
             transport.resumeProducing()

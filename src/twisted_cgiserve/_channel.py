@@ -11,6 +11,10 @@ cannot tell a server limit from a network failure.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 
 from twisted_cgiserve._errors import errorPage
@@ -35,11 +39,16 @@ def rawErrorResponse(code: int, serverSoftware: bytes) -> bytes:
 
 class CGIServeChannel(HTTPChannel):
     """
-    An HTTP/1.x channel whose every refusal is a complete response.
+    An HTTP/1.x channel whose every refusal is a complete response, with
+    limits on what a client may send: a deadline for a request's headers
+    (so clients trickling bytes cannot hold connections forever) and the
+    site's body size limit, enforced before the body is read.
     """
 
     serverSoftware = b"twisted-cgiserve"
     _host = None
+    _headerTimer: Any = None
+    _refused = False
 
     def getHost(self) -> object:
         """
@@ -50,10 +59,77 @@ class CGIServeChannel(HTTPChannel):
             self._host = super().getHost()
         return self._host
 
-    def _refuse(self, code: int) -> None:
+    def _limit(self, name: str) -> float:
+        return float(getattr(getattr(self, "site", None), name, 0) or 0)
+
+    def refuse(self, code: int) -> None:
+        """
+        Answer C{code} and close the connection; nothing more it sends is
+        read.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self._cancelHeaderTimer()
         if self.transport is not None:
             self.transport.write(rawErrorResponse(code, self.serverSoftware))
         self.loseConnection()
+
+    # Twisted's entry points, silenced once the connection is refused.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if self._headerTimer is None and self._receivedHeaderSize == 0 and data:
+            timeout = self._limit("headerTimeout")
+            if timeout:
+                self._headerTimer = self.callLater(timeout, self._headerTimedOut)
+        super().dataReceived(data)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._refused:
+            super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        if not self._refused:
+            super().allContentReceived()
+
+    def allHeadersReceived(self) -> None:
+        """
+        Refuse a body announced larger than the site accepts (413), before
+        it is read and before Twisted would answer C{Expect: 100-continue}.
+        """
+        self._cancelHeaderTimer()
+        limit = self._limit("maxBodySize")
+        if limit and self.length is not None and self.length > limit:
+            self.refuse(413)
+            return
+        super().allHeadersReceived()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        opened = getattr(getattr(self, "site", None), "channelOpened", None)
+        if opened is not None:
+            opened(self)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._cancelHeaderTimer()
+        super().connectionLost(reason)
+        closed = getattr(getattr(self, "site", None), "channelClosed", None)
+        if closed is not None:
+            closed(self)
+
+    # Refusals
+
+    def _headerTimedOut(self) -> None:
+        self._headerTimer = None
+        self.refuse(408)
+
+    def _cancelHeaderTimer(self) -> None:
+        if self._headerTimer is not None:
+            if self._headerTimer.active():
+                self._headerTimer.cancel()
+            self._headerTimer = None
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -62,11 +138,15 @@ class CGIServeChannel(HTTPChannel):
         """
         # Twisted resets the header byte count when a request ends, so none
         # counted yet means the long line is the request line.
-        self._refuse(414 if self._receivedHeaderSize == 0 else 431)
+        self.refuse(414 if self._receivedHeaderSize == 0 else 431)
 
     def _respondToBadRequestAndDisconnect(self) -> None:
         """
-        A malformed request (Twisted's bare C{400} has no body and no
-        C{Server}).
+        A request Twisted refuses: too many or too large headers (431), or
+        malformed (400; Twisted's own has no body and no C{Server}).
         """
-        self._refuse(400)
+        tooMuch = (
+            self._receivedHeaderSize > self.totalHeadersSize
+            or self._receivedHeaderCount > self.maxHeaders
+        )
+        self.refuse(431 if tooMuch else 400)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
@@ -48,7 +49,15 @@ class _Root(Resource):
             scriptUser(settings.cgiUser) if settings.cgiEnabled else None,
             self,
             reactor,
+            timeout=settings.cgiTimeout,
+            maxProcesses=settings.cgiMaxProcesses,
         )
+
+    def stopScripts(self) -> Deferred[object]:
+        """
+        End every running CGI script; fires when all have ended.
+        """
+        return self._cgi.stopAll()
 
     def render(self, request: IRequest) -> int:
         try:

@@ -67,6 +67,10 @@ class Settings:
         environment.
     @ivar cgiUser: The user (name or number) scripts run as when the server
         runs as root; ignored otherwise. L{None} runs them as root.
+    @ivar cgiTimeout: Seconds a script may go without writing output before
+        it is ended (0 for no limit).
+    @ivar cgiMaxProcesses: The most scripts running at once; more requests
+        get 503 (0 for no limit).
     """
 
     cgiDirectories: tuple[str, ...] = ("/cgi-bin", "/htbin")
@@ -77,6 +81,8 @@ class Settings:
     cgiPassEnvironment: tuple[str, ...] = ()
     cgiSetEnvironment: tuple[tuple[str, str], ...] = ()
     cgiUser: str | None = "nobody"
+    cgiTimeout: float = 60.0
+    cgiMaxProcesses: int = 50
 
     def __post_init__(self) -> None:
         object.__setattr__(
@@ -84,6 +90,8 @@ class Settings:
             "cgiDirectories",
             tuple(normaliseCGIDirectory(d) for d in self.cgiDirectories),
         )
+        if self.cgiTimeout < 0 or self.cgiMaxProcesses < 0:
+            raise ValueError("CGI timeout and process limit must not be negative")
         for name in self.cgiPassEnvironment:
             _checkVariableName(name)
         for name, value in self.cgiSetEnvironment:

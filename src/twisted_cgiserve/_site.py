@@ -17,6 +17,7 @@ from io import BytesIO
 from typing import IO, Any, cast
 from urllib.parse import unquote_to_bytes as unquote
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import _GenericHTTPChannelProtocol, datetimeToString
@@ -70,6 +71,9 @@ class CGIServeRequest(Request):
         formatted C{Date}) is a measurable part of serving a small file.
         """
         site: Site = cast(Any, self.channel).site
+        tracker = getattr(site, "requestStarted", None)
+        if tracker is not None:
+            tracker(self)
         resource = site.resource
         if not getattr(resource, "isLeaf", False) or self.path == b"*":
             super().process()
@@ -88,6 +92,24 @@ class CGIServeRequest(Request):
         if not self.startedWriting:
             self.responseHeaders.setRawHeaders(b"server", [_SERVER])
         super().write(data)
+
+    _bodyReceived = 0
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Keep a body chunk, unless the body has grown past the site's limit
+        (a chunked body announces no length): then the request is refused
+        with 413 and the rest of the connection ignored.
+        """
+        self._bodyReceived += len(data)
+        channel: Any = self.channel
+        limit = getattr(getattr(channel, "site", None), "maxBodySize", 0)
+        if limit and self._bodyReceived > limit:
+            refuse = getattr(channel, "refuse", None)
+            if refuse is not None:
+                refuse(413)
+            return
+        super().handleContentChunk(data)
 
 
 def _channelFactory(self: Site) -> _GenericHTTPChannelProtocol:
@@ -112,14 +134,84 @@ class CGIServeSite(Site):
     noisy = False
 
     def __init__(
-        self, resource: IResource, accessLog: AccessLog | None = None, **kw: Any
+        self,
+        resource: IResource,
+        accessLog: AccessLog | None = None,
+        *,
+        maxBodySize: int = 1024 * 1024 * 1024,
+        headerTimeout: float = 20.0,
+        **kw: Any,
     ) -> None:
+        """
+        @param maxBodySize: The largest request body accepted, in bytes (0
+            for no limit); larger ones get 413.
+        @param headerTimeout: Seconds a client has to send a request's
+            headers once it started it (0 for no limit); then 408.
+        @param kw: For L{Site}; C{timeout} is the idle connection timeout.
+        """
         # Twisted would parse form POSTs into request.args, reading the whole
         # body into memory; request bodies here are for CGI scripts, which
         # read them from standard input.
         kw.setdefault("parsePOSTFormSubmission", False)
         super().__init__(resource, **kw)
         self.accessLog = accessLog if accessLog is not None else AccessLog()
+        self.maxBodySize = maxBodySize
+        self.headerTimeout = headerTimeout
+        self.inFlight: set[http.Request] = set()
+        self._drained: list[Deferred[None]] = []
+        self.channels: set[Any] = set()
+
+    def channelOpened(self, channel: Any) -> None:
+        self.channels.add(channel)
+
+    def channelClosed(self, channel: Any) -> None:
+        self.channels.discard(channel)
+
+    def closeConnections(self) -> None:
+        """
+        Close every connection once what was written to it has been sent
+        (the reactor's own shutdown drops connections, unsent bytes and all).
+        """
+        for channel in list(self.channels):
+            transport = channel.transport
+            if transport is not None:
+                transport.loseConnection()
+
+    def connectionsOpen(self) -> int:
+        """
+        How many connections have not finished closing.
+        """
+        return sum(
+            1
+            for channel in self.channels
+            if channel.transport is not None
+            and not getattr(channel.transport, "disconnected", True)
+        )
+
+    def requestStarted(self, request: http.Request) -> None:
+        """
+        Track a request until it ends, so shutdown can wait for it.
+        """
+        self.inFlight.add(request)
+
+        def ended(result: object) -> None:
+            self.inFlight.discard(request)
+            if not self.inFlight:
+                waiting, self._drained = self._drained, []
+                for d in waiting:
+                    d.callback(None)
+
+        request.notifyFinish().addBoth(ended)
+
+    def whenDrained(self) -> Deferred[None]:
+        """
+        A L{Deferred} that fires when no request is in progress.
+        """
+        if not self.inFlight:
+            return succeed(None)
+        d: Deferred[None] = Deferred(self._drained.remove)
+        self._drained.append(d)
+        return d
 
     def getContentFile(self, length: int | None) -> IO[bytes]:
         """

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
@@ -30,6 +30,7 @@ from twisted_cgiserve._listen import (
 )
 from twisted_cgiserve._resource import makeRootResource
 from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
+from twisted_cgiserve._shutdown import ShutdownService
 from twisted_cgiserve._site import CGIServeSite
 from twisted_cgiserve._version import __version__
 
@@ -89,6 +90,52 @@ class Options(usage.Options):
             "nobody",
             "The user (name or number) scripts run as when the server runs as "
             "root, as http.server ran them as nobody. Ignored when not root.",
+        ],
+        [
+            "cgi-timeout",
+            None,
+            60.0,
+            "Seconds a CGI script may go without writing output before it is "
+            "ended (504 if it sent nothing yet); 0: no limit.",
+            float,
+        ],
+        [
+            "cgi-max-processes",
+            None,
+            50,
+            "The most CGI scripts running at once; further requests get 503 "
+            "with Retry-After; 0: no limit.",
+            int,
+        ],
+        [
+            "max-body-size",
+            None,
+            1024 * 1024 * 1024,
+            "The largest request body accepted, in bytes (413 beyond); 0: no limit.",
+            int,
+        ],
+        [
+            "idle-timeout",
+            None,
+            60.0,
+            "Seconds an idle connection is kept open; 0: no limit.",
+            float,
+        ],
+        [
+            "header-timeout",
+            None,
+            20.0,
+            "Seconds a client has to send a request's headers once it has "
+            "started it (408 beyond); 0: no limit.",
+            float,
+        ],
+        [
+            "shutdown-grace",
+            None,
+            30.0,
+            "On SIGTERM, seconds to let requests in progress finish before "
+            "their scripts are ended.",
+            float,
         ],
     ]
 
@@ -200,6 +247,16 @@ class Options(usage.Options):
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
 
+        for name in (
+            "cgi-timeout",
+            "cgi-max-processes",
+            "max-body-size",
+            "idle-timeout",
+            "header-timeout",
+            "shutdown-grace",
+        ):
+            if self[name] < 0:
+                raise usage.UsageError(f"--{name} must not be negative")
         try:
             self.settings()
         except ValueError as e:
@@ -237,6 +294,8 @@ class Options(usage.Options):
             cgiPassEnvironment=tuple(self["cgi-pass-env"]),
             cgiSetEnvironment=tuple(self["cgi-set-env"]),
             cgiUser=self["cgi-user"],
+            cgiTimeout=self["cgi-timeout"],
+            cgiMaxProcesses=self["cgi-max-processes"],
         )
 
 
@@ -266,8 +325,18 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         )
         raise SystemExit(1) from None
     resource = makeRootResource(options["directory"], options.settings(), reactor)
-    site = CGIServeSite(resource, accessLog=accessLog, reactor=reactor)
+    site = CGIServeSite(
+        resource,
+        accessLog=accessLog,
+        reactor=reactor,
+        timeout=options["idle-timeout"] or None,
+        maxBodySize=options["max-body-size"],
+        headerTimeout=options["header-timeout"],
+    )
     parent = MultiService()
+    ShutdownService(
+        site, cast(Any, resource), options["shutdown-grace"], reactor
+    ).setServiceParent(parent)
     for spec in options["listen"]:
         ListeningService(spec, endpointFor(reactor, spec), site).setServiceParent(
             parent
