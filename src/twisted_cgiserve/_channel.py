@@ -80,7 +80,15 @@ class CGIServeChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        if self._headerTimer is None and self._receivedHeaderSize == 0 and data:
+        # Only while no request is being processed: bytes of a pipelined
+        # request wait in Twisted's buffer for the response before them, and
+        # that wait is the server's, not the client's.
+        if (
+            self._headerTimer is None
+            and self._receivedHeaderSize == 0
+            and not self.requests
+            and data
+        ):
             timeout = self._limit("headerTimeout")
             if timeout:
                 self._headerTimer = self.callLater(timeout, self._headerTimedOut)

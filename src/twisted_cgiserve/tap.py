@@ -42,6 +42,22 @@ _DEFAULT_CGI_DIRECTORIES = ("/cgi-bin", "/htbin")
 _EXIT_USAGE = 2
 
 
+def _number(kind: type[float] | type[int], option: str) -> Any:
+    """
+    A coercer for a numeric option whose error names the option.
+    """
+
+    def coerce(value: str) -> float | int:
+        try:
+            return kind(value)
+        except ValueError:
+            noun = "a whole number" if kind is int else "a number"
+            raise ValueError(f"--{option} {value!r} is not {noun}") from None
+
+    coerce.coerceDoc = ""  # type: ignore[attr-defined]
+    return coerce
+
+
 class Options(usage.Options):
     """
     The options of C{twistd cgiserve}.
@@ -97,7 +113,7 @@ class Options(usage.Options):
             60.0,
             "Seconds a CGI script may go without writing output before it is "
             "ended (504 if it sent nothing yet); 0: no limit.",
-            float,
+            _number(float, "cgi-timeout"),
         ],
         [
             "cgi-max-processes",
@@ -105,21 +121,21 @@ class Options(usage.Options):
             50,
             "The most CGI scripts running at once; further requests get 503 "
             "with Retry-After; 0: no limit.",
-            int,
+            _number(int, "cgi-max-processes"),
         ],
         [
             "max-body-size",
             None,
             1024 * 1024 * 1024,
             "The largest request body accepted, in bytes (413 beyond); 0: no limit.",
-            int,
+            _number(int, "max-body-size"),
         ],
         [
             "idle-timeout",
             None,
             60.0,
             "Seconds an idle connection is kept open; 0: no limit.",
-            float,
+            _number(float, "idle-timeout"),
         ],
         [
             "header-timeout",
@@ -127,7 +143,7 @@ class Options(usage.Options):
             20.0,
             "Seconds a client has to send a request's headers once it has "
             "started it (408 beyond); 0: no limit.",
-            float,
+            _number(float, "header-timeout"),
         ],
         [
             "shutdown-grace",
@@ -135,7 +151,7 @@ class Options(usage.Options):
             30.0,
             "On SIGTERM, seconds to let requests in progress finish before "
             "their scripts are ended.",
-            float,
+            _number(float, "shutdown-grace"),
         ],
     ]
 
@@ -222,8 +238,9 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
+            message = str(e).removeprefix("Parameter type enforcement failed: ")
             sys.stderr.write(
-                f"twistd cgiserve: error: {e} (see 'twistd cgiserve --help')\n"
+                f"twistd cgiserve: error: {message} (see 'twistd cgiserve --help')\n"
             )
             sys.stderr.flush()
             raise SystemExit(_EXIT_USAGE) from None
