@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from twisted.internet.testing import MemoryReactor
+from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
 from twisted_cgiserve._listen import ListeningService, parsePort
 from twisted_cgiserve._shutdown import ShutdownService
