@@ -11,7 +11,7 @@ cannot tell a server limit from a network failure.
 
 from __future__ import annotations
 
-from typing import Any
+from time import monotonic
 
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
@@ -47,8 +47,11 @@ class CGIServeChannel(HTTPChannel):
 
     serverSoftware = b"twisted-cgiserve"
     _host = None
-    _headerTimer: Any = None
     _refused = False
+    # When the request whose headers are being received began (monotonic
+    # seconds), or None; the site's sweep refuses overdue ones with 408.
+    headerStarted: float | None = None
+    _maxBodySize = 0
 
     def getHost(self) -> object:
         """
@@ -59,9 +62,6 @@ class CGIServeChannel(HTTPChannel):
             self._host = super().getHost()
         return self._host
 
-    def _limit(self, name: str) -> float:
-        return float(getattr(getattr(self, "site", None), name, 0) or 0)
-
     def refuse(self, code: int) -> None:
         """
         Answer C{code} and close the connection; nothing more it sends is
@@ -70,7 +70,7 @@ class CGIServeChannel(HTTPChannel):
         if self._refused:
             return
         self._refused = True
-        self._cancelHeaderTimer()
+        self.headerStarted = None
         if self.transport is not None:
             self.transport.write(rawErrorResponse(code, self.serverSoftware))
         self.loseConnection()
@@ -80,18 +80,17 @@ class CGIServeChannel(HTTPChannel):
     def dataReceived(self, data: bytes) -> None:
         if self._refused:
             return
-        # Only while no request is being processed: bytes of a pipelined
-        # request wait in Twisted's buffer for the response before them, and
-        # that wait is the server's, not the client's.
+        # The header deadline runs only while no request is being processed:
+        # bytes of a pipelined request wait in Twisted's buffer for the
+        # response before them, and that wait is the server's, not the
+        # client's.
         if (
-            self._headerTimer is None
+            self.headerStarted is None
             and self._receivedHeaderSize == 0
             and not self.requests
             and data
         ):
-            timeout = self._limit("headerTimeout")
-            if timeout:
-                self._headerTimer = self.callLater(timeout, self._headerTimedOut)
+            self.headerStarted = monotonic()
         super().dataReceived(data)
 
     def rawDataReceived(self, data: bytes) -> None:
@@ -107,8 +106,8 @@ class CGIServeChannel(HTTPChannel):
         Refuse a body announced larger than the site accepts (413), before
         it is read and before Twisted would answer C{Expect: 100-continue}.
         """
-        self._cancelHeaderTimer()
-        limit = self._limit("maxBodySize")
+        self.headerStarted = None
+        limit = self._maxBodySize
         if limit and self.length is not None and self.length > limit:
             self.refuse(413)
             return
@@ -116,12 +115,14 @@ class CGIServeChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        opened = getattr(getattr(self, "site", None), "channelOpened", None)
+        site = getattr(self, "site", None)
+        self._maxBodySize = int(getattr(site, "maxBodySize", 0) or 0)
+        opened = getattr(site, "channelOpened", None)
         if opened is not None:
             opened(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        self._cancelHeaderTimer()
+        self.headerStarted = None
         super().connectionLost(reason)
         closed = getattr(getattr(self, "site", None), "channelClosed", None)
         if closed is not None:
@@ -129,15 +130,11 @@ class CGIServeChannel(HTTPChannel):
 
     # Refusals
 
-    def _headerTimedOut(self) -> None:
-        self._headerTimer = None
+    def headerTimedOut(self) -> None:
+        """
+        The client took too long to send a request's headers.
+        """
         self.refuse(408)
-
-    def _cancelHeaderTimer(self) -> None:
-        if self._headerTimer is not None:
-            if self._headerTimer.active():
-                self._headerTimer.cancel()
-            self._headerTimer = None
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """

@@ -14,10 +14,12 @@ from __future__ import annotations
 import tempfile
 import time
 from io import BytesIO
+from time import monotonic
 from typing import IO, Any, cast
 from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web.http import _GenericHTTPChannelProtocol, datetimeToString
@@ -74,6 +76,7 @@ class CGIServeRequest(Request):
         tracker = getattr(site, "requestStarted", None)
         if tracker is not None:
             tracker(self)
+            self._tracker = site
         resource = site.resource
         if not getattr(resource, "isLeaf", False) or self.path == b"*":
             super().process()
@@ -94,6 +97,20 @@ class CGIServeRequest(Request):
         super().write(data)
 
     _bodyReceived = 0
+    _tracker: Any = None
+
+    def finish(self) -> None:
+        super().finish()
+        self._untrack()
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self._untrack()
+
+    def _untrack(self) -> None:
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            tracker.requestEnded(self)
 
     def handleContentChunk(self, data: bytes) -> None:
         """
@@ -160,6 +177,7 @@ class CGIServeSite(Site):
         self.inFlight: set[http.Request] = set()
         self._drained: list[Deferred[None]] = []
         self.channels: set[Any] = set()
+        self._sweeper: LoopingCall | None = None
 
     def channelOpened(self, channel: Any) -> None:
         self.channels.add(channel)
@@ -190,18 +208,36 @@ class CGIServeSite(Site):
 
     def requestStarted(self, request: http.Request) -> None:
         """
-        Track a request until it ends, so shutdown can wait for it.
+        Track a request until it ends (L{requestEnded}), so shutdown can wait
+        for it.
         """
         self.inFlight.add(request)
 
-        def ended(result: object) -> None:
-            self.inFlight.discard(request)
-            if not self.inFlight:
-                waiting, self._drained = self._drained, []
-                for d in waiting:
-                    d.callback(None)
+    def requestEnded(self, request: http.Request) -> None:
+        self.inFlight.discard(request)
+        if not self.inFlight and self._drained:
+            waiting, self._drained = self._drained, []
+            for d in waiting:
+                d.callback(None)
 
-        request.notifyFinish().addBoth(ended)
+    def startFactory(self) -> None:
+        super().startFactory()
+        if self.headerTimeout and self._sweeper is None:
+            self._sweeper = LoopingCall(self._sweepHeaders)
+            self._sweeper.clock = self.reactor
+            self._sweeper.start(min(1.0, self.headerTimeout / 4), now=False)
+
+    def _sweepHeaders(self) -> None:
+        """
+        Refuse (408) the connections whose request headers are overdue: one
+        pass a second over the open connections instead of a timer per
+        request.
+        """
+        deadline = monotonic() - self.headerTimeout
+        for channel in list(self.channels):
+            started = getattr(channel, "headerStarted", None)
+            if started is not None and started < deadline:
+                channel.headerTimedOut()
 
     def whenDrained(self) -> Deferred[None]:
         """
@@ -224,6 +260,9 @@ class CGIServeSite(Site):
         return tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)
 
     def stopFactory(self) -> None:
+        if self._sweeper is not None and self._sweeper.running:
+            self._sweeper.stop()
+        self._sweeper = None
         self.accessLog.flush()
         super().stopFactory()
 
