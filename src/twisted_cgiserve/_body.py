@@ -22,7 +22,7 @@ from twisted.internet.interfaces import IConsumer, IPushProducer
 from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
-__all__ = ["Piece", "closeSource", "sendBody"]
+__all__ = ["Piece", "abortResponse", "closeSource", "sendBody"]
 
 # A piece of a body: literal bytes (multipart headers) or a file region
 # given as (offset, length).
@@ -37,7 +37,7 @@ _CHUNK = 256 * 1024
 _log = Logger()
 
 
-def _abort(request: IRequest) -> None:
+def abortResponse(request: IRequest) -> None:
     """
     Cut a response whose length was already promised: closing the connection
     is the only way left to tell the client the body is incomplete.
@@ -88,7 +88,7 @@ def sendBody(request: IRequest, source: int | bytes, pieces: Sequence[Piece]) ->
             # The file shrank between fstat and read; the promised length
             # cannot be kept.
             _log.warn("File changed while being sent; closing the connection.")
-            _abort(request)
+            abortResponse(request)
             return
         request.write(body)
         request.finish()
@@ -153,7 +153,7 @@ class _FileProducer:
                     _log.failure("Error reading a file being sent")
                     self._close()
                     cast(IConsumer, self._request).unregisterProducer()
-                    _abort(self._request)
+                    abortResponse(self._request)
                     return
                 if chunk is None:
                     self._close()

@@ -29,7 +29,7 @@ from twisted_cgiserve._cgiprocess import ScriptProcess
 from twisted_cgiserve._cgirun import ScriptRun
 from twisted_cgiserve._errors import sendError
 from twisted_cgiserve._paths import ResolvedPath
-from twisted_cgiserve._version import __version__
+from twisted_cgiserve._version import SERVER_SOFTWARE
 
 __all__ = ["MAX_LOCAL_REDIRECTS", "CGIHandler"]
 
@@ -38,8 +38,6 @@ _log = Logger(namespace="cgiserve.cgi")
 # Local redirects followed for one request before it is refused (lighttpd's
 # limit).
 MAX_LOCAL_REDIRECTS = 5
-
-SERVER_SOFTWARE = f"twisted-cgiserve/{__version__}"
 
 
 def _bodyLength(request: IRequest) -> int | None:

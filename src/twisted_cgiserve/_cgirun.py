@@ -26,6 +26,7 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from twisted_cgiserve._body import abortResponse
 from twisted_cgiserve._cgiresponse import (
     CGIHead,
     HeadParser,
@@ -213,9 +214,7 @@ class ScriptRun(ProcessProtocol):
 
     def _endResponse(self) -> None:
         self._finished = True
-        if self._producerRegistered:
-            self.request.unregisterProducer()
-            self._producerRegistered = False
+        self._releaseProducer()
         self.request.finish()
 
     def _rawWrite(self, data: bytes) -> None:
@@ -338,10 +337,8 @@ class ScriptRun(ProcessProtocol):
                 request, 504, "Gateway Timeout", "The CGI script did not answer in time"
             )
             return
-        if self._producerRegistered:
-            request.unregisterProducer()
-            self._producerRegistered = False
-        self._abortClient()
+        self._releaseProducer()
+        abortResponse(self.request)
 
     def stop(self) -> None:
         """
@@ -374,9 +371,7 @@ class ScriptRun(ProcessProtocol):
             # Nothing has been sent yet (headers go out with the first body
             # byte): the client can still get a status.
             self._finished = True
-            if self._producerRegistered:
-                self.request.unregisterProducer()
-                self._producerRegistered = False
+            self._releaseProducer()
             if self._shuttingDown:
                 sendError(self.request, 503, "Server shutting down")
             else:
@@ -396,10 +391,8 @@ class ScriptRun(ProcessProtocol):
                 pid=self._pid,
             )
             self._finished = True
-            if self._producerRegistered:
-                self.request.unregisterProducer()
-                self._producerRegistered = False
-            self._abortClient()
+            self._releaseProducer()
+            abortResponse(self.request)
             return
         self._endResponse()
 
@@ -409,12 +402,11 @@ class ScriptRun(ProcessProtocol):
         connection. (The request never finishes, so it is logged here.)
         """
         request = self.request
-        if self._producerRegistered:
-            request.unregisterProducer()
+        self._releaseProducer()
         factory = getattr(getattr(request, "channel", None), "factory", None)
         if factory is not None:
             factory.log(request)
-        self._abortClient()
+        abortResponse(request)
 
     def _badGateway(self, why: str) -> None:
         """
@@ -456,10 +448,14 @@ class ScriptRun(ProcessProtocol):
                 pid=self._pid,
             )
 
-    def _abortClient(self) -> None:
-        transport = getattr(self.request, "transport", None)
-        if transport is not None:
-            transport.loseConnection()
+    def _releaseProducer(self) -> None:
+        """
+        Stop tying the script's output to the client's pace (the response is
+        over, one way or another).
+        """
+        if self._producerRegistered:
+            self.request.unregisterProducer()
+            self._producerRegistered = False
 
     def _clientLost(self, reason: Failure) -> None:
         """

@@ -54,16 +54,6 @@ class ResolvedPath:
     segments: tuple[str, ...]
     trailingSlash: bool
 
-    def urlPath(self) -> str:
-        """
-        The normalised, decoded path as a URL path (always starting with
-        C{/}), the form CGI dispatch matches prefixes against.
-        """
-        path = "/" + "/".join(self.segments)
-        if self.trailingSlash and self.segments:
-            path += "/"
-        return path
-
 
 def splitTarget(target: bytes) -> tuple[bytes, bytes | None]:
     """

@@ -28,11 +28,10 @@ from twisted.web.server import Request, Site
 
 from twisted_cgiserve._accesslog import AccessLog
 from twisted_cgiserve._channel import CGIServeChannel
-from twisted_cgiserve._version import __version__
+from twisted_cgiserve._version import SERVER_SOFTWARE
 
 __all__ = ["SERVER_SOFTWARE", "CGIServeRequest", "CGIServeSite"]
 
-SERVER_SOFTWARE = f"twisted-cgiserve/{__version__}"
 _SERVER = SERVER_SOFTWARE.encode("ascii")
 
 # Request bodies up to this size are kept in memory.
