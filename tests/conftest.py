@@ -23,7 +23,7 @@ import pytest
 
 TWISTD = str(Path(sys.executable).with_name("twistd"))
 
-_SERVING = re.compile(rb"Serving HTTP on (\S+) port (\d+)")
+_SERVING = re.compile(rb"Serving (HTTPS?) on (\S+) port (\d+)")
 
 
 @dataclass
@@ -38,9 +38,11 @@ class Server:
     logPath: Path
     root: Path
     args: list[str] = field(default_factory=list)
+    scheme: str = "http"
 
     def url(self, path: str = "/") -> str:
-        return f"http://{self.host}:{self.port}{path}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def log(self) -> str:
         return self.logPath.read_text("utf-8", "replace")
@@ -118,11 +120,12 @@ def startServer(
         if match:
             return Server(
                 process,
-                match.group(1).decode(),
-                int(match.group(2)),
+                match.group(2).decode(),
+                int(match.group(3)),
                 logPath,
                 root,
                 args,
+                match.group(1).decode().lower(),
             )
         if process.poll() is not None:
             break

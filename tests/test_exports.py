@@ -22,6 +22,7 @@ def test_publicAPI() -> None:
         "Settings",
         "StaticResource",
         "__version__",
+        "journaldLogObserver",
         "makeRootResource",
     ]
     for name in twisted_cgiserve.__all__:

@@ -10,8 +10,11 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
+from _certs import makeCertificate
 from twisted_cgiserve._listen import ListeningService, parsePort
+from twisted_cgiserve._reload import ReloadService
 from twisted_cgiserve._shutdown import ShutdownService
+from twisted_cgiserve._systemd import ReadinessService
 from twisted_cgiserve.tap import Options, makeService
 
 
@@ -97,6 +100,17 @@ def test_bindOnlyQualifiesBareNumbers() -> None:
         (["--cgi-dir", "/"], "normalised path"),
         (["--bind", "no-such-host.invalid"], "cannot resolve"),
         (["--frobnicate"], "not recognized"),
+        (["--tls-key", "k.pem"], "--tls-key requires --tls-cert to be set"),
+        (["--tls-password-file", "p"], "--tls-password-file requires --tls-cert"),
+        (["--tls-cert", "/nonexistent.pem"], "cannot read --tls-cert"),
+        (["--header", "X-Frame-Options"], "is not 'Name: value'"),
+        (["--header", "Bad Name: 1"], "is not 'Name: value'"),
+        (["-H", "Content-Length: 5"], "Content-Length is set by the server"),
+        (["-H", "Transfer-Encoding: chunked"], "is set by the server"),
+        (["-H", "X-A: caf\u00e9\u2603"], "must be Latin-1"),
+        (["--port", "ssl:443:sslmethod=SSLv23_METHOD"], "sslmethod is not supported"),
+        (["--cgi-pass-env", "NOTIFY_SOCKET"], "never passed to scripts"),
+        (["--cgi-pass-env", "LISTEN_FDS"], "never passed to scripts"),
     ],
 )
 def test_usageErrors(
@@ -136,7 +150,10 @@ def test_makeService(tmp_path: Path) -> None:
     service = makeService(options, reactor=reactor)
     children = list(service)
     assert isinstance(children[0], ShutdownService)
-    assert all(isinstance(child, ListeningService) for child in children[1:])
+    assert all(isinstance(child, ListeningService) for child in children[1:3])
+    # Reloads, and readiness last: it starts once every port is bound.
+    assert isinstance(children[3], ReloadService)
+    assert isinstance(children[4], ReadinessService)
     service.privilegedStartService()
     service.startService()
     ports = [(port, interface) for port, _f, _b, interface in reactor.tcpServers]
@@ -166,3 +183,35 @@ def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit.value.code == 0
     out = capsys.readouterr().out
     assert out.startswith("twisted-cgiserve ") and "Twisted" in out
+
+
+def test_headers(tmp_path: Path) -> None:
+    """
+    --header/-H take "Name: value", repeatable, white space around either
+    trimmed, in order.
+    """
+    options = _parse(
+        "--directory", str(tmp_path),
+        "--header", "Strict-Transport-Security:  max-age=63072000 ",
+        "-H", "Access-Control-Allow-Origin: *",
+        "-H", "X-Empty:",
+    )  # fmt: skip
+    assert options["headers"] == [
+        (b"Strict-Transport-Security", b"max-age=63072000"),
+        (b"Access-Control-Allow-Origin", b"*"),
+        (b"X-Empty", b""),
+    ]
+
+
+def test_tlsCertWithoutTLSPort(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    A certificate no port would use is a mistake (most likely an explicit
+    tcp: port that was meant to speak TLS): refused, not ignored.
+    """
+    c = makeCertificate(tmp_path)
+    with pytest.raises(SystemExit) as exit:
+        _parse("--tls-cert", str(c.combined), "--port", "tcp:8443")
+    assert exit.value.code == 2
+    assert "no --port uses it" in capsys.readouterr().err

@@ -114,9 +114,7 @@ class AccessLog:
         if path == "-":
             self._fd = 1
         elif path is not None:
-            self._fd = os.open(
-                path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
-            )
+            self._fd = self._open(path)
 
     def write(self, request: Request) -> None:
         """
@@ -145,6 +143,30 @@ class AccessLog:
             while data:
                 written = os.write(self._fd, data)
                 data = data[written:]
+
+    def reopen(self) -> bool:
+        """
+        Open the file again by name, for logrotate: lines already collected
+        go to the old file, later ones to the new.
+
+        @return: Whether there is a file to reopen.
+
+        @raise OSError: The file cannot be opened; the old one stays in
+            use.
+        """
+        if self.path is None or self.path == "-" or self._fd is None:
+            return False
+        fd = self._open(self.path)
+        self.flush()
+        os.close(self._fd)
+        self._fd = fd
+        return True
+
+    @staticmethod
+    def _open(path: str) -> int:
+        return os.open(
+            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
+        )
 
     def close(self) -> None:
         self.flush()

@@ -117,16 +117,10 @@ class CGIServeChannel(HTTPChannel):
         super().connectionMade()
         site = getattr(self, "site", None)
         self._maxBodySize = int(getattr(site, "maxBodySize", 0) or 0)
-        opened = getattr(site, "channelOpened", None)
-        if opened is not None:
-            opened(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.headerStarted = None
         super().connectionLost(reason)
-        closed = getattr(getattr(self, "site", None), "channelClosed", None)
-        if closed is not None:
-            closed(self)
 
     # Refusals
 

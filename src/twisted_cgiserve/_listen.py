@@ -5,8 +5,13 @@ service that binds them.
 
 A bare number means what it meant to http.server: every interface, IPv6 and
 IPv4 alike where the host has IPv6, or the C{--bind} address. Anything else
-is a Twisted endpoint description, so C{unix:}, C{ssl:}, C{systemd:} and
+is a Twisted endpoint description, so C{unix:}, C{tls:}, C{systemd:} and
 the rest work unchanged.
+
+With C{--tls-cert}, bare numbers and C{systemd:} sockets speak TLS (a socket
+unit says where to listen, not how). C{ssl:} descriptions keep Twisted's
+syntax but get this server's TLS settings (TLS 1.2+, HTTP/2, reload on
+SIGHUP) instead of Twisted's load-once defaults.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import ipaddress
 import socket
 import sys
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 from zope.interface import implementer
 
@@ -27,15 +32,19 @@ from twisted.internet.endpoints import (
     TCP6ServerEndpoint,
     quoteStringArgument,
     serverFromString,
+    wrapServerTLS,
 )
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
+    IOpenSSLServerConnectionCreator,
     IProtocolFactory,
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+
+from twisted_cgiserve._tls import TLSFiles
 
 __all__ = ["ListenSpec", "ListeningService", "endpointFor", "parsePort"]
 
@@ -50,13 +59,31 @@ class ListenSpec:
     @ivar description: A Twisted endpoint description, or L{None} for the
         dual-stack wildcard on C{port}.
     @ivar port: The port of a bare number without C{--bind}.
+    @ivar tls: The certificate and key this port speaks TLS with, or
+        L{None} for plain HTTP (or TLS the description sets up itself).
+    @ivar given: The C{--port} value as written, for messages.
     """
 
     description: str | None
     port: int = 0
+    tls: TLSFiles | None = None
+    given: str | None = None
+
+    @property
+    def secure(self) -> bool:
+        """
+        Whether clients speak HTTPS to this port.
+        """
+        return self.tls is not None or (self.description or "").startswith(
+            ("ssl:", "tls:")
+        )
 
     def __str__(self) -> str:
-        return self.description or f"[::]:{self.port} (and 0.0.0.0:{self.port})"
+        return (
+            self.given
+            or self.description
+            or f"[::]:{self.port} (and 0.0.0.0:{self.port})"
+        )
 
 
 def _portNumber(value: str) -> int | None:
@@ -95,19 +122,89 @@ def _bindDescription(port: int, bind: str) -> str:
     return f"{kind}:{port}:interface={quoteStringArgument(str(address))}"
 
 
-def parsePort(value: str, bind: str | None) -> ListenSpec:
+def _splitDescription(text: str) -> tuple[list[str], dict[str, str]]:
+    """
+    An endpoint description's arguments, as Twisted reads them: fields
+    separated by C{:}, C{name=value} for keyword arguments, a backslash
+    escaping the next character.
+    """
+    fields: list[tuple[str, str | None]] = []
+    current: list[str] = []
+    name: str | None = None
+    escaped = False
+    for c in text:
+        if escaped:
+            current.append(c)
+            escaped = False
+        elif c == "\\":
+            escaped = True
+        elif c == ":":
+            fields.append(("".join(current), name))
+            current, name = [], None
+        elif c == "=" and name is None:
+            name, current = "".join(current), []
+        else:
+            current.append(c)
+    fields.append(("".join(current), name))
+    positional = [value for value, key in fields if key is None]
+    keywords = {key: value for value, key in fields if key is not None}
+    return positional, keywords
+
+
+def _fromSSL(value: str) -> ListenSpec:
+    """
+    An C{ssl:PORT:privateKey=KEY[:certKey=CERT][:extraCertChain=CHAIN]
+    [:interface=ADDR][:backlog=N]} description, served with this server's
+    TLS settings.
+
+    @raise ValueError: An argument Twisted's C{ssl:} takes that makes no
+        sense here, or one it does not take.
+    """
+    positional, keywords = _splitDescription(value.removeprefix("ssl:"))
+    if len(positional) != 1 or not positional[0].isdigit():
+        raise ValueError(f"bad --port {value!r}: ssl: needs a port number")
+    for legacy in ("sslmethod", "dhParameters"):
+        if legacy in keywords:
+            raise ValueError(
+                f"bad --port {value!r}: {legacy} is not supported (TLS 1.2 and "
+                "1.3 with ECDHE ciphers are always used)"
+            )
+    key = keywords.pop("privateKey", "server.pem")
+    files = TLSFiles(
+        certificate=keywords.pop("certKey", key),
+        key=key,
+        chain=keywords.pop("extraCertChain", None),
+    )
+    tcp = f"tcp:{positional[0]}"
+    for name in ("interface", "backlog"):
+        if name in keywords:
+            tcp += f":{name}={quoteStringArgument(keywords.pop(name))}"
+    if keywords:
+        raise ValueError(
+            f"bad --port {value!r}: unknown argument {', '.join(sorted(keywords))}"
+        )
+    return ListenSpec(tcp, tls=files, given=value)
+
+
+def parsePort(value: str, bind: str | None, tls: TLSFiles | None = None) -> ListenSpec:
     """
     Interpret one C{--port} value.
+
+    @param tls: The C{--tls-cert} files, if given.
 
     @raise ValueError: With a message fit for the command line.
     """
     port = _portNumber(value)
     if port is None:
         # --bind only qualifies bare numbers: a description says where.
+        if value.startswith("ssl:"):
+            return _fromSSL(value)
+        if value.startswith("systemd:"):
+            return ListenSpec(value, tls=tls)
         return ListenSpec(value)
     if bind is not None:
-        return ListenSpec(_bindDescription(port, bind))
-    return ListenSpec(None, port)
+        return ListenSpec(_bindDescription(port, bind), tls=tls)
+    return ListenSpec(None, port, tls=tls)
 
 
 @implementer(IStreamServerEndpoint)
@@ -139,42 +236,70 @@ class _DualStackEndpoint:
         return d.addErrback(fallBack)
 
 
-def endpointFor(reactor: object, spec: ListenSpec) -> IStreamServerEndpoint:
+def endpointFor(
+    reactor: object,
+    spec: ListenSpec,
+    tls: IOpenSSLServerConnectionCreator | None = None,
+) -> IStreamServerEndpoint:
     """
     The endpoint for C{spec}.
+
+    @param tls: The TLS settings for a spec with C{tls} files.
 
     @raise ValueError: The description is malformed or names an unknown
         endpoint type.
     """
+    endpoint: IStreamServerEndpoint
     if spec.description is None:
-        return _DualStackEndpoint(reactor, spec.port)
-    try:
-        endpoint = serverFromString(reactor, spec.description)
-    except Exception as e:
-        # serverFromString raises ValueError, KeyError, IndexError or
-        # TypeError depending on the parser: all are configuration errors.
-        raise ValueError(f"bad --port {spec.description!r}: {e}") from None
-    return cast(IStreamServerEndpoint, endpoint)
+        endpoint = _DualStackEndpoint(reactor, spec.port)
+    else:
+        try:
+            endpoint = serverFromString(reactor, spec.description)
+        except (KeyError, IndexError) as e:
+            if spec.description.startswith("systemd:"):
+                raise ValueError(
+                    f"bad --port {spec}: systemd passed no such socket (is the "
+                    ".socket unit active, and its FileDescriptorName= this "
+                    "name?)"
+                ) from None
+            raise ValueError(f"bad --port {spec}: {e}") from None
+        except Exception as e:
+            # serverFromString raises ValueError, KeyError, IndexError or
+            # TypeError depending on the parser: all are configuration
+            # errors.
+            raise ValueError(f"bad --port {spec}: {e}") from None
+    if tls is not None:
+        endpoint = wrapServerTLS(tls, endpoint, cast(Any, reactor))
+    return endpoint
+
+
+def _address(port: IListeningPort, secure: bool) -> str:
+    """
+    Where a port listens, as a URL where it has one (or a socket's path).
+    """
+    address = port.getHost()
+    host = getattr(address, "host", None)
+    if host is None:
+        name = getattr(address, "name", address)
+        if isinstance(name, bytes):
+            name = name.decode("utf-8", "replace")
+        return str(name)
+    urlHost = f"[{host}]" if ":" in host else host
+    scheme = "https" if secure else "http"
+    return f"{scheme}://{urlHost}:{getattr(address, 'port', 0)}/"
 
 
 def _describe(port: IListeningPort, secure: bool) -> str:
     """
     http.server's start-up line for a listening port.
     """
-    address = port.getHost()
     scheme = "HTTPS" if secure else "HTTP"
+    address = port.getHost()
     host = getattr(address, "host", None)
     if host is None:
-        name = getattr(address, "name", address)
-        if isinstance(name, bytes):
-            name = name.decode("utf-8", "replace")
-        return f"Serving {scheme} on {name}"
+        return f"Serving {scheme} on {_address(port, secure)}"
     number = getattr(address, "port", 0)
-    urlHost = f"[{host}]" if ":" in host else host
-    return (
-        f"Serving {scheme} on {host} port {number} "
-        f"({scheme.lower()}://{urlHost}:{number}/) ..."
-    )
+    return f"Serving {scheme} on {host} port {number} ({_address(port, secure)}) ..."
 
 
 class ListeningService(Service):
@@ -214,8 +339,7 @@ class ListeningService(Service):
 
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
-        secure = (self.spec.description or "").startswith(("ssl:", "tls:"))
-        _log.info("{line}", line=_describe(port, secure))
+        _log.info("{line}", line=_describe(port, self.spec.secure))
 
     def _failed(self, failure: Failure) -> None:
         reason = failure.value
@@ -228,6 +352,31 @@ class ListeningService(Service):
         stderr.write(f"twistd cgiserve: cannot listen on {self.spec}: {why}\n")
         stderr.flush()
         raise SystemExit(1)
+
+    def whenListening(self) -> defer.Deferred[IListeningPort]:
+        """
+        A L{Deferred} that fires with the port once it listens.
+        """
+        if self.port is not None:
+            return defer.succeed(self.port)
+        if self._listening is None:
+            return defer.fail(RuntimeError("not started"))
+        d: defer.Deferred[IListeningPort] = defer.Deferred()
+
+        def listened(port: IListeningPort) -> IListeningPort:
+            d.callback(port)
+            return port
+
+        self._listening.addCallback(listened)
+        return d
+
+    def address(self) -> str:
+        """
+        Where this service listens, for status lines.
+        """
+        if self.port is None:
+            return str(self.spec)
+        return _address(self.port, self.spec.secure)
 
     def startService(self) -> None:
         super().startService()

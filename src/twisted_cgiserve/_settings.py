@@ -39,6 +39,21 @@ def normaliseCGIDirectory(urlPath: str) -> str:
     return canonical
 
 
+# What systemd tells the server alone: a script with NOTIFY_SOCKET could
+# report the service ready or stopping; one with LISTEN_* or the credentials
+# directory could take the server's sockets or keys.
+_SERVICE_MANAGER_VARIABLES = frozenset(
+    {
+        "NOTIFY_SOCKET",
+        "WATCHDOG_PID",
+        "WATCHDOG_USEC",
+        "CREDENTIALS_DIRECTORY",
+        "JOURNAL_STREAM",
+        "INVOCATION_ID",
+    }
+)
+
+
 def _checkVariableName(name: str) -> None:
     """
     @raise ValueError: C{name} cannot be an environment variable's name.
@@ -94,6 +109,11 @@ class Settings:
             raise ValueError("CGI timeout and process limit must not be negative")
         for name in self.cgiPassEnvironment:
             _checkVariableName(name)
+            if name in _SERVICE_MANAGER_VARIABLES or name.startswith("LISTEN_"):
+                raise ValueError(
+                    f"{name} is systemd's message to the server and is never "
+                    "passed to scripts"
+                )
         for name, value in self.cgiSetEnvironment:
             _checkVariableName(name)
             if "\x00" in value:

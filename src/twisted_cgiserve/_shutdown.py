@@ -110,11 +110,11 @@ class ShutdownService(Service):
         Close the connections gracefully and wait (a few seconds at most)
         until their last bytes are sent.
         """
-        self._site.closeConnections()
         done: Deferred[None] = Deferred()
         deadline = self._reactor.seconds() + _FLUSH_TIME
 
         def check() -> None:
+            self._site.closeConnections()
             if self._site.connectionsOpen() and self._reactor.seconds() < deadline:
                 self._reactor.callLater(0.02, check)
             else:

@@ -1,11 +1,11 @@
 # -*- test-case-name: tests.test_site -*-
 """
-The HTTP site: Twisted's L{Site} with this server's C{Server} header and
-access log.
+The HTTP site: Twisted's L{Site} with this server's C{Server} header, the
+admin's extra headers and the access log, over HTTP/1.x or HTTP/2.
 
-The header is set by the request just before the response headers go out,
-which covers every response (including C{OPTIONS *} and Twisted's own error
-pages) and touches nothing when our resources are embedded in someone
+The headers are set by the request just before the response headers go
+out, which covers every response (including C{OPTIONS *} and Twisted's own
+error pages) and touches nothing when our resources are embedded in someone
 else's site.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from collections.abc import Sequence
 from io import BytesIO
 from time import monotonic
 from typing import IO, Any, cast
@@ -28,6 +29,7 @@ from twisted.web.server import Request, Site
 
 from twisted_cgiserve._accesslog import AccessLog
 from twisted_cgiserve._channel import CGIServeChannel
+from twisted_cgiserve._errors import sendError
 from twisted_cgiserve._version import SERVER_SOFTWARE
 
 __all__ = ["SERVER_SOFTWARE", "CGIServeRequest", "CGIServeSite"]
@@ -76,6 +78,10 @@ class CGIServeRequest(Request):
         if tracker is not None:
             tracker(self)
             self._tracker = site
+        if self._bodyRefused:
+            self.site = site
+            sendError(self, 413)
+            return
         resource = site.resource
         if not getattr(resource, "isLeaf", False) or self.path == b"*":
             super().process()
@@ -92,11 +98,22 @@ class CGIServeRequest(Request):
 
     def write(self, data: bytes) -> None:
         if not self.startedWriting:
-            self.responseHeaders.setRawHeaders(b"server", [_SERVER])
+            headers = self.responseHeaders
+            headers.setRawHeaders(b"server", [_SERVER])
+            extra = getattr(getattr(self, "site", None), "extraHeaders", None)
+            # Successful responses only, as http.server's --header, and a
+            # 304, which stands for a 200 the client already has.
+            if extra and (200 <= self.code < 300 or self.code == 304):
+                for name, value in extra:
+                    if not headers.hasHeader(name):
+                        headers.setRawHeaders(name, [value])
         super().write(data)
 
     _bodyReceived = 0
     _tracker: Any = None
+    # An HTTP/2 request whose body went past the site's limit: the rest is
+    # discarded and the answer is 413 once the stream ends.
+    _bodyRefused = False
 
     def finish(self) -> None:
         super().finish()
@@ -111,12 +128,23 @@ class CGIServeRequest(Request):
         if tracker is not None:
             tracker.requestEnded(self)
 
+    def gotLength(self, length: int | None) -> None:
+        super().gotLength(length)
+        # HTTP/1.x channels refuse an announced length before this; an
+        # HTTP/2 stream only gets here.
+        if length is not None and not hasattr(self.channel, "refuse"):
+            limit = getattr(getattr(self.channel, "site", None), "maxBodySize", 0)
+            if limit and length > limit:
+                self._refuseBody()
+
     def handleContentChunk(self, data: bytes) -> None:
         """
         Keep a body chunk, unless the body has grown past the site's limit
         (a chunked body announces no length): then the request is refused
         with 413 and the rest of the connection ignored.
         """
+        if self._bodyRefused:
+            return
         self._bodyReceived += len(data)
         channel: Any = self.channel
         limit = getattr(getattr(channel, "site", None), "maxBodySize", 0)
@@ -124,8 +152,43 @@ class CGIServeRequest(Request):
             refuse = getattr(channel, "refuse", None)
             if refuse is not None:
                 refuse(413)
+            else:
+                self._refuseBody()
             return
         super().handleContentChunk(data)
+
+    def _refuseBody(self) -> None:
+        """
+        Stop keeping an HTTP/2 request's body. Twisted's HTTP/2 cannot end a
+        stream whose request is still arriving (the stream's later data
+        frames would find it gone), so the 413 waits for the end of the
+        stream; the body meanwhile costs neither memory nor disk.
+        """
+        self._bodyRefused = True
+        content, self.content = self.content, BytesIO()
+        if content is not None:
+            content.close()
+
+
+class _Connection(_GenericHTTPChannelProtocol):
+    """
+    One client connection, HTTP/1.x or HTTP/2 (Twisted's wrapper switches
+    when TLS negotiates C{h2}), known to the site from start to end whatever
+    it speaks, so that shutdown can close it and the header deadline can
+    find it.
+    """
+
+    def makeConnection(self, transport: Any) -> None:
+        super().makeConnection(transport)
+        opened = getattr(self._site, "channelOpened", None)
+        if opened is not None:
+            opened(self)
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        closed = getattr(self._site, "channelClosed", None)
+        if closed is not None:
+            closed(self)
 
 
 def _channelFactory(self: Site) -> _GenericHTTPChannelProtocol:
@@ -136,7 +199,7 @@ def _channelFactory(self: Site) -> _GenericHTTPChannelProtocol:
     """
     channel = CGIServeChannel()
     channel.serverSoftware = _SERVER
-    return _GenericHTTPChannelProtocol(channel)
+    return _Connection(channel)
 
 
 class CGIServeSite(Site):
@@ -156,6 +219,7 @@ class CGIServeSite(Site):
         *,
         maxBodySize: int = 1024 * 1024 * 1024,
         headerTimeout: float = 20.0,
+        extraHeaders: Sequence[tuple[bytes, bytes]] = (),
         **kw: Any,
     ) -> None:
         """
@@ -163,6 +227,8 @@ class CGIServeSite(Site):
             for no limit); larger ones get 413.
         @param headerTimeout: Seconds a client has to send a request's
             headers once it started it (0 for no limit); then 408.
+        @param extraHeaders: Headers added to successful responses that do
+            not already have them (C{--header}).
         @param kw: For L{Site}; C{timeout} is the idle connection timeout.
         """
         # Twisted would parse form POSTs into request.args, reading the whole
@@ -173,6 +239,7 @@ class CGIServeSite(Site):
         self.accessLog = accessLog if accessLog is not None else AccessLog()
         self.maxBodySize = maxBodySize
         self.headerTimeout = headerTimeout
+        self.extraHeaders = tuple(extraHeaders)
         self.inFlight: set[http.Request] = set()
         self._drained: list[Deferred[None]] = []
         self.channels: set[Any] = set()
@@ -187,9 +254,16 @@ class CGIServeSite(Site):
     def closeConnections(self) -> None:
         """
         Close every connection once what was written to it has been sent
-        (the reactor's own shutdown drops connections, unsent bytes and all).
+        (the reactor's own shutdown drops connections, unsent bytes and all);
+        HTTP/2 connections still sending are left for a later call.
         """
-        for channel in list(self.channels):
+        for connection in list(self.channels):
+            # An HTTP/2 connection hands response data to its transport a
+            # frame per reactor turn: closing the transport now would cut
+            # the streams still sending. It is closed on a later call.
+            channel = getattr(connection, "_channel", connection)
+            if getattr(channel, "streams", None):
+                continue
             transport = channel.transport
             if transport is not None:
                 transport.loseConnection()
@@ -198,12 +272,7 @@ class CGIServeSite(Site):
         """
         How many connections have not finished closing.
         """
-        return sum(
-            1
-            for channel in self.channels
-            if channel.transport is not None
-            and not getattr(channel.transport, "disconnected", True)
-        )
+        return len(self.channels)
 
     def requestStarted(self, request: http.Request) -> None:
         """
@@ -233,7 +302,9 @@ class CGIServeSite(Site):
         request.
         """
         deadline = monotonic() - self.headerTimeout
-        for channel in list(self.channels):
+        for connection in list(self.channels):
+            # The HTTP/1.x channel inside; HTTP/2 has no such deadline.
+            channel = getattr(connection, "_channel", connection)
             started = getattr(channel, "headerStarted", None)
             if started is not None and started < deadline:
                 channel.headerTimedOut()

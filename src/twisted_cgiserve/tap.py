@@ -12,6 +12,7 @@ twistd's whole usage text.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -22,16 +23,24 @@ from twisted.python import usage
 from twisted import __version__ as twistedVersion
 from twisted_cgiserve._accesslog import AccessLog
 from twisted_cgiserve._cgiresource import scriptUser
+from twisted_cgiserve._journald import JOURNALD_LOGGER, logsToJournal
 from twisted_cgiserve._listen import (
     ListeningService,
     ListenSpec,
     endpointFor,
     parsePort,
 )
+from twisted_cgiserve._reload import ReloadService
 from twisted_cgiserve._resource import makeRootResource
 from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
 from twisted_cgiserve._shutdown import ShutdownService
 from twisted_cgiserve._site import CGIServeSite
+from twisted_cgiserve._systemd import ReadinessService
+from twisted_cgiserve._tls import (
+    ReloadingServerCreator,
+    TLSConfigurationError,
+    TLSFiles,
+)
 from twisted_cgiserve._version import __version__
 
 __all__ = ["Options", "makeService"]
@@ -40,6 +49,46 @@ _DEFAULT_PORT = "8000"
 _DEFAULT_CGI_DIRECTORIES = ("/cgi-bin", "/htbin")
 
 _EXIT_USAGE = 2
+
+# RFC 9110's token: what a header name may be made of.
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers --header must not set: they frame the message or belong to one
+# connection, and a wrong value breaks every response.
+_RESERVED = frozenset(
+    {
+        "connection",
+        "content-length",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def parseHeader(text: str) -> tuple[bytes, bytes]:
+    """
+    One C{--header "Name: value"}.
+
+    @raise usage.UsageError: It is not a header line, or names a header
+        that frames messages.
+    """
+    name, colon, value = text.partition(":")
+    name, value = name.strip(), value.strip()
+    if not colon or not _TOKEN.fullmatch(name):
+        raise usage.UsageError(f"--header {text!r} is not 'Name: value'")
+    if any(c in value for c in "\r\n\0"):
+        raise usage.UsageError(f"--header {text!r}: line breaks are not allowed")
+    if name.lower() in _RESERVED:
+        raise usage.UsageError(f"--header {text!r}: {name} is set by the server")
+    try:
+        return name.encode("ascii"), value.encode("latin-1")
+    except UnicodeEncodeError:
+        raise usage.UsageError(
+            f"--header {text!r}: the value must be Latin-1 text"
+        ) from None
 
 
 def _number(kind: type[float] | type[int], option: str) -> Any:
@@ -99,6 +148,26 @@ class Options(usage.Options):
             None,
             "Append one combined-log-format line per request to this file "
             "('-' for standard output; default: twistd's log).",
+        ],
+        [
+            "tls-cert",
+            None,
+            None,
+            "PEM certificate (with any intermediate certificates after it, and "
+            "the key too if --tls-key is not given): bare-number and systemd: "
+            "ports then speak HTTPS.",
+        ],
+        [
+            "tls-key",
+            None,
+            None,
+            "PEM private key for --tls-cert.",
+        ],
+        [
+            "tls-password-file",
+            None,
+            None,
+            "File holding the password of an encrypted --tls-key.",
         ],
         [
             "cgi-user",
@@ -168,6 +237,7 @@ class Options(usage.Options):
         self["cgi-dirs"] = []
         self["cgi-pass-env"] = []
         self["cgi-set-env"] = []
+        self["headers"] = []
 
     def opt_port(self, value: str) -> None:
         """
@@ -211,6 +281,16 @@ class Options(usage.Options):
             raise usage.UsageError(f"--cgi-set-env {assignment!r} is not NAME=VALUE")
         self["cgi-set-env"].append((name, value))
 
+    def opt_header(self, line: str) -> None:
+        """
+        Add "Name: value" to every successful response (2xx and 304) that
+        does not already have that header, e.g. Strict-Transport-Security;
+        repeatable.
+        """
+        self["headers"].append(parseHeader(line))
+
+    opt_H = opt_header
+
     def opt_version(self) -> None:
         """
         Print the versions of twisted-cgiserve and Twisted, and exit.
@@ -226,6 +306,7 @@ class Options(usage.Options):
         opt_cgi_dir,
         opt_cgi_pass_env,
         opt_cgi_set_env,
+        opt_header,
         opt_version,
     ):
         _method.__doc__ = " ".join((_method.__doc__ or "").split())
@@ -286,11 +367,12 @@ class Options(usage.Options):
                     f"--cgi-user {self['cgi-user']!r}: no such user"
                 ) from None
 
+        tls = self._tlsFiles()
         ports = self["ports"] or [_DEFAULT_PORT]
         specs: list[ListenSpec] = []
         for value in ports:
             try:
-                spec = parsePort(value, self["bind"])
+                spec = parsePort(value, self["bind"], tls)
                 if spec.description is not None:
                     # Parse now so a malformed description is a usage error,
                     # not a traceback at start-up.
@@ -298,7 +380,44 @@ class Options(usage.Options):
             except ValueError as e:
                 raise usage.UsageError(str(e)) from None
             specs.append(spec)
+        if tls is not None and not any(spec.tls == tls for spec in specs):
+            raise usage.UsageError(
+                "--tls-cert is given but no --port uses it (bare numbers and "
+                "systemd: ports do; tcp: and unix: ones stay plain HTTP)"
+            )
         self["listen"] = specs
+        # Read the certificates now, before twistd drops privileges, and so
+        # that a bad file is a one-line error rather than failed handshakes.
+        self["tls-creators"] = {}
+        for spec in specs:
+            if spec.tls is not None and spec.tls not in self["tls-creators"]:
+                try:
+                    self["tls-creators"][spec.tls] = ReloadingServerCreator(spec.tls)
+                except TLSConfigurationError as e:
+                    raise usage.UsageError(str(e)) from None
+        self._chooseLogger()
+
+    def _tlsFiles(self) -> TLSFiles | None:
+        if self["tls-cert"] is None:
+            for name in ("tls-key", "tls-password-file"):
+                if self[name] is not None:
+                    raise usage.UsageError(f"--{name} requires --tls-cert to be set")
+            return None
+        return TLSFiles(self["tls-cert"], self["tls-key"], self["tls-password-file"])
+
+    def _chooseLogger(self) -> None:
+        """
+        Under systemd, write the journal's format (no timestamps, priority
+        prefixes) when twistd would log to a standard output that is the
+        journal and no other logger was asked for.
+        """
+        parent = getattr(self, "parent", None)
+        if parent is None or parent.get("logger") is not None:
+            return
+        toStdout = parent.get("nodaemon") and parent.get("logfile") in (None, "", "-")
+        if toStdout and not parent.get("syslog") and logsToJournal():
+            # twistd resolves this name in its own postOptions, after ours.
+            parent["logger"] = JOURNALD_LOGGER
 
     def settings(self) -> Settings:
         """
@@ -349,13 +468,23 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         timeout=options["idle-timeout"] or None,
         maxBodySize=options["max-body-size"],
         headerTimeout=options["header-timeout"],
+        extraHeaders=options["headers"],
     )
+    creators: dict[TLSFiles, ReloadingServerCreator] = options["tls-creators"]
     parent = MultiService()
     ShutdownService(
         site, cast(Any, resource), options["shutdown-grace"], reactor
     ).setServiceParent(parent)
+    listening = []
     for spec in options["listen"]:
-        ListeningService(spec, endpointFor(reactor, spec), site).setServiceParent(
-            parent
-        )
+        tls = creators[spec.tls] if spec.tls is not None else None
+        service = ListeningService(spec, endpointFor(reactor, spec, tls), site)
+        service.setServiceParent(parent)
+        listening.append(service)
+    # Last, so that it starts once every port is bound and stops first.
+    readiness = ReadinessService(listening, reactor)
+    ReloadService(
+        reactor, list(creators.values()), accessLog, readiness
+    ).setServiceParent(parent)
+    readiness.setServiceParent(parent)
     return parent
