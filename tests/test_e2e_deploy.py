@@ -44,6 +44,12 @@ printf 'Content-Type: text/plain\\r\\nX-Frame-Options: SAMEORIGIN\\r\\n\\r\\n'
 echo ok
 """
 
+SLOW_SCRIPT = """#!/bin/sh
+sleep 1
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+echo finished
+"""
+
 NOISY_SCRIPT = """#!/bin/sh
 echo "disk almost full" >&2
 printf 'Content-Type: text/plain\\r\\n\\r\\n'
@@ -72,6 +78,7 @@ def site() -> Iterator[Path]:
         ("env.sh", ENV_SCRIPT),
         ("header.sh", HEADER_SCRIPT),
         ("noisy.sh", NOISY_SCRIPT),
+        ("slow.sh", SLOW_SCRIPT),
     ]:
         (cgi / name).write_text(text)
         (cgi / name).chmod(0o755)
@@ -565,3 +572,32 @@ def test_idleConnectionsClosedAtShutdown(
     assert time.monotonic() - started < 3
     assert "Unhandled" not in server.log()
     assert "Traceback" not in server.log()
+
+
+def test_signalsDuringShutdown(serve: Callable[..., Server], site: Path) -> None:
+    """
+    logrotate's SIGUSR1 or a reload's SIGHUP arriving while the server
+    drains requests at shutdown does not kill it: the request in progress is
+    answered and the exit status is still 0.
+    """
+    server = serve(site, ["--cgi-user", "nobody"])
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
+    sock.sendall(b"GET /cgi-bin/slow.sh HTTP/1.0\r\n\r\n")
+    waitFor(lambda: _scriptRunning(site / "cgi-bin" / "slow.sh"))
+    server.process.send_signal(signal.SIGTERM)
+    waitFor(lambda: "request(s) in progress" in server.log())
+    server.process.send_signal(signal.SIGHUP)
+    server.process.send_signal(signal.SIGUSR1)
+    response = b""
+    while chunk := sock.recv(65536):
+        response += chunk
+    sock.close()
+    assert response.startswith(b"HTTP/1.0 200 ")
+    assert response.endswith(b"\r\n\r\nfinished\n")
+    assert server.process.wait(TIMEOUT) == 0
+
+
+def _scriptRunning(path: Path) -> bool:
+    return (
+        subprocess.run(["pgrep", "-f", str(path)], capture_output=True).returncode == 0
+    )

@@ -482,3 +482,41 @@ def waitFor(condition: Callable[[], bool], timeout: float = 10) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
         time.sleep(0.05)
+
+
+@needsCurl
+@pytest.mark.skipif(os.getuid() != 0, reason="needs root to start, as systemd does")
+def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
+    """
+    Started as root with twistd's --uid/--gid (deployment.md's unit): the
+    key, readable by root only, is read before privileges are dropped, so
+    the server speaks TLS while its scripts (running as the same unprivileged
+    user) cannot read the key. A later SIGHUP cannot read it either: that is
+    logged, and the certificate in use stays.
+    """
+    private = Path(tempfile.mkdtemp(prefix="cgiserve-key-", dir="/tmp"))
+    try:
+        private.chmod(0o700)
+        cert = makeCertificate(private)
+        (site / "cgi-bin" / "steal.sh").write_text(
+            "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
+            f"cat {cert.key} 2>&1\n"
+        )
+        (site / "cgi-bin" / "steal.sh").chmod(0o755)
+        server = serve(
+            site,
+            tlsArgs(cert),
+            twistdArgs=["--uid", "65534", "--gid", "65534"],
+        )
+        assert peerSerial(server) == cert.serial
+        _, headers, body = fetch(server.url("/cgi-bin/steal.sh"))
+        assert headers[":status"] == "200"
+        assert b"Permission denied" in body
+        assert b"PRIVATE KEY" not in body
+
+        server.process.send_signal(signal.SIGHUP)
+        waitFor(lambda: "TLS certificate not reloaded" in server.log())
+        assert "Permission denied" in server.log()
+        assert peerSerial(server) == cert.serial
+    finally:
+        shutil.rmtree(private, ignore_errors=True)

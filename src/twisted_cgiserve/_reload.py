@@ -8,7 +8,10 @@ server, as nginx and lighttpd take them:
   - C{SIGUSR1}: reopen the access log (logrotate's C{postrotate}).
 
 Handlers are installed once the reactor runs (it installs its own first) and
-only hand the work to the reactor, which does it between two events.
+only hand the work to the reactor, which does it between two events. They
+stay installed while the server stops: a SIGHUP from logrotate during the
+shutdown grace period must not kill the server with requests in flight
+(the default action of SIGHUP and SIGUSR1 is to terminate).
 """
 
 from __future__ import annotations
@@ -102,10 +105,3 @@ class ReloadService(Service):
             return
         if reopened:
             _log.info("Access log {path} reopened.", path=self._accessLog.path)
-
-    def stopService(self) -> None:
-        super().stopService()
-        for signum, previous in self._previous.items():
-            if signal.getsignal(signum) == self._received:
-                signal.signal(signum, previous or signal.SIG_DFL)
-        self._previous.clear()
