@@ -520,3 +520,33 @@ def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
         assert peerSerial(server) == cert.serial
     finally:
         shutil.rmtree(private, ignore_errors=True)
+
+
+@pytest.mark.skipif(
+    shutil.which("h2load") is None, reason="h2load (nghttp2-client) is not installed"
+)
+def test_connectionsForgottenWhenClosed(
+    serve: Callable[..., Server], site: Path, cert: CertFiles
+) -> None:
+    """
+    Many HTTP/2 connections, and TLS handshakes that fail, leave nothing
+    behind: at shutdown there is no connection left to wait for, so the
+    server exits 0 at once.
+    """
+    server = serve(site, tlsArgs(cert))
+    result = subprocess.run(
+        ["h2load", "-n", "2000", "-c", "100", "-m", "5", server.url("/a.txt")],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert "2000 succeeded" in result.stdout, result.stdout
+    old = ssl.TLSVersion.TLSv1_1
+    for _ in range(20):
+        with pytest.raises(ssl.SSLError):
+            handshake(server, clientContext(old, old))
+        with socket.create_connection((server.host, server.port)) as plain:
+            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+    time.sleep(0.5)
+    started = time.monotonic()
+    assert server.stop() == 0
+    assert time.monotonic() - started < 2
+    assert "Traceback" not in server.log()
