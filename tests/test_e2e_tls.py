@@ -5,6 +5,7 @@ for the test, spoken to by Python's ssl module and curl (HTTP/2).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -18,13 +19,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO
 
+import h2.events
 import pytest
 from cryptography import x509
+from hpack import Encoder
 
 from _certs import CertFiles, makeCertificate
+from _h2client import H2Client
 from conftest import TWISTD, Server, runTwistd
 
 pytestmark = pytest.mark.e2e
+
+TIMEOUT_EXIT = 10
 
 CURL = shutil.which("curl")
 needsCurl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -476,6 +482,13 @@ def test_unreadableKey(site: Path) -> None:
     )
 
 
+def rssKiB(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
 def waitFor(condition: Callable[[], bool], timeout: float = 10) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -500,7 +513,7 @@ def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
         cert = makeCertificate(private)
         (site / "cgi-bin" / "steal.sh").write_text(
             "#!/bin/sh\nprintf 'Content-Type: text/plain\\r\\n\\r\\n'\n"
-            f"cat {cert.key} 2>&1\n"
+            f"id -u\ncat {cert.key} 2>&1\n"
         )
         (site / "cgi-bin" / "steal.sh").chmod(0o755)
         server = serve(
@@ -509,8 +522,14 @@ def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
             twistdArgs=["--uid", "65534", "--gid", "65534"],
         )
         assert peerSerial(server) == cert.serial
+        # The server itself now runs as the unprivileged user, and its
+        # scripts as that same user, which cannot read the key.
+        status = Path(f"/proc/{server.process.pid}/status").read_text()
+        uids = next(x for x in status.splitlines() if x.startswith("Uid:")).split()
+        assert uids[1:] == ["65534"] * 4
         _, headers, body = fetch(server.url("/cgi-bin/steal.sh"))
         assert headers[":status"] == "200"
+        assert body.startswith(b"65534\n")
         assert b"Permission denied" in body
         assert b"PRIVATE KEY" not in body
 
@@ -550,3 +569,103 @@ def test_connectionsForgottenWhenClosed(
     assert server.stop() == 0
     assert time.monotonic() - started < 2
     assert "Traceback" not in server.log()
+
+
+@pytest.mark.parametrize("streams", [2, 10, 60])
+def test_streamsResetWithTheirRequest(
+    serve: Callable[..., Server], site: Path, cert: CertFiles, streams: int
+) -> None:
+    """
+    A client (a browser leaving a page) sends requests and cancels them in
+    the same packet: the connection survives, the next request on it is
+    answered, and nothing goes wrong in the log.
+    """
+    server = serve(site, [*tlsArgs(cert), "--cgi-user", "nobody"])
+    client = H2Client(server.host, server.port)
+    try:
+        for n in range(streams):
+            client.get("/a.txt" if n % 2 else "/cgi-bin/env.sh", reset=True)
+        client.flush()
+        time.sleep(0.3)
+        last = client.get("/a.txt")
+        client.flush()
+        events = client.events(until=h2.events.StreamEnded)
+        data = b"".join(
+            e.data
+            for e in events
+            if isinstance(e, h2.events.DataReceived) and e.stream_id == last
+        )
+        assert data == b"hello over TLS\n"
+    finally:
+        client.close()
+    assert "Traceback" not in server.log()
+    assert "Unhandled" not in server.log()
+
+
+def test_http2ProtocolErrorEndsConnection(
+    serve: Callable[..., Server], site: Path, cert: CertFiles
+) -> None:
+    """
+    A header block that never ends (a CONTINUATION flood) is a protocol
+    error: the client gets GOAWAY and the connection is closed, and what it
+    goes on sending is not kept (the server's memory stays where it was).
+    """
+    server = serve(site, tlsArgs(cert))
+    before = rssKiB(server.process.pid)
+    client = H2Client(server.host, server.port)
+    block = Encoder().encode(client.headers("/a.txt"))
+    sent = 0
+    started = time.monotonic()
+    try:
+        client.sock.sendall(client.frame(1, 0, 1, block))  # HEADERS, no END_HEADERS
+        chunk = client.frame(9, 0, 1, b"a" * 16000)  # CONTINUATION
+        with contextlib.suppress(OSError):
+            while sent < 64 * 1024 * 1024 and time.monotonic() - started < 15:
+                client.sock.sendall(chunk)
+                sent += len(chunk)
+        events = client.events(until=h2.events.ConnectionTerminated, timeout=5)
+        assert any(isinstance(e, h2.events.ConnectionTerminated) for e in events) or (
+            events == ["EOF"]
+        )
+    finally:
+        client.close()
+    time.sleep(0.5)
+    after = rssKiB(server.process.pid)
+    assert after - before < 20 * 1024, (before, after, sent)
+    # The server goes on serving.
+    assert peerSerial(server) == cert.serial
+
+
+@needsCurl
+def test_idleTLSConnectionsClosedAtShutdown(
+    serve: Callable[..., Server], site: Path, cert: CertFiles
+) -> None:
+    """
+    SIGTERM with idle HTTPS connections open, HTTP/1.1 and HTTP/2: both are
+    closed at once (the HTTP/2 client is told with GOAWAY), and the server
+    exits 0 without waiting for them.
+    """
+    server = serve(site, tlsArgs(cert))
+    h1 = handshake(server, clientContext())
+    h1.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert h1.recv(65536).startswith(b"HTTP/1.1 200 ")
+    h2client = H2Client(server.host, server.port)
+    h2client.get("/a.txt")
+    h2client.flush()
+    assert any(
+        isinstance(e, h2.events.StreamEnded)
+        for e in h2client.events(until=h2.events.StreamEnded)
+    )
+    started = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    try:
+        events = h2client.events(until=h2.events.ConnectionTerminated, timeout=5)
+        assert any(isinstance(e, h2.events.ConnectionTerminated) for e in events)
+        h1.settimeout(5)
+        assert h1.recv(65536) == b""
+        assert time.monotonic() - started < 2
+    finally:
+        h1.close()
+        h2client.close()
+    assert server.process.wait(TIMEOUT_EXIT) == 0
+    assert time.monotonic() - started < 3

@@ -92,8 +92,9 @@ class _Listening:
 def test_readinessAndWatchdog(listener: tuple[socket.socket, str]) -> None:
     """
     Once the reactor runs and every port listens: READY=1 with the
-    addresses, then WATCHDOG=1 every half watchdog interval; STOPPING=1 and
-    no more pings on stop.
+    addresses, then WATCHDOG=1 every half watchdog interval; reloads are
+    announced while running; STOPPING=1 on stop, and after it no pings and
+    no reload messages.
     """
     sock, path = listener
     reactor = MemoryReactorClock()
@@ -110,8 +111,15 @@ def test_readinessAndWatchdog(listener: tuple[socket.socket, str]) -> None:
     assert sock.recv(4096) == b"WATCHDOG=1"
     reactor.advance(2)
     assert sock.recv(4096) == b"WATCHDOG=1"
+    service.reloading()
+    service.reloaded()
+    assert sock.recv(4096).startswith(b"RELOADING=1\nMONOTONIC_USEC=")
+    assert sock.recv(4096).startswith(b"READY=1\nSTATUS=Serving on ")
     service.stopService()
     assert sock.recv(4096) == b"STOPPING=1\nSTATUS=Stopping"
+    # A SIGHUP during shutdown must not announce readiness again.
+    service.reloading()
+    service.reloaded()
     reactor.advance(10)
     sock.settimeout(0.2)
     with pytest.raises(TimeoutError):

@@ -6,9 +6,14 @@ a certificate.
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import dsa, rsa
+from cryptography.x509.oid import NameOID
 
 from _certs import makeCertificate
 from twisted_cgiserve._listen import ListenSpec, parsePort
@@ -218,7 +223,7 @@ def test_sslDescription() -> None:
     )
     assert spec == ListenSpec(
         r"tcp:8443:interface=\:\:1",
-        tls=TLSFiles(certificate="c.pem", key="/k:ey.pem"),
+        tls=TLSFiles(certificate="c.pem", key="/k:ey.pem", fromDescription=True),
         given=r"ssl:8443:privateKey=/k\:ey.pem:certKey=c.pem:interface=\:\:1",
     )
     assert spec.secure
@@ -227,7 +232,9 @@ def test_sslDescription() -> None:
 
 def test_sslDefaultsAndChain() -> None:
     spec = parsePort("ssl:443:extraCertChain=chain.pem", None)
-    assert spec.tls == TLSFiles("server.pem", "server.pem", chain="chain.pem")
+    assert spec.tls == TLSFiles(
+        "server.pem", "server.pem", chain="chain.pem", fromDescription=True
+    )
 
 
 @pytest.mark.parametrize(
@@ -253,3 +260,82 @@ def test_extraChain(tmp_path: Path) -> None:
     loadServerOptions(TLSFiles(str(c.cert), str(c.key), chain=str(intermediate.cert)))
     message = loadError(TLSFiles(str(c.cert), str(c.key), chain=str(c.key)))
     assert message == f"no PEM certificate in extraCertChain '{c.key}'"
+
+
+def test_sslDescriptionMessages(tmp_path: Path) -> None:
+    """
+    Errors about an ssl: port name its parameters, and an encrypted key
+    there says where a password can be given.
+    """
+    c = makeCertificate(tmp_path, password=b"pw")
+    spec = parsePort(f"ssl:443:privateKey={c.key}:certKey={c.cert}", None)
+    assert spec.tls is not None
+    assert loadError(spec.tls) == (
+        f"the private key in privateKey= '{c.key}' is encrypted: an ssl: port "
+        "cannot take a password; use --tls-cert, --tls-key and "
+        "--tls-password-file instead"
+    )
+    missing = parsePort(f"ssl:443:privateKey={c.key}:certKey=/nope.pem", None)
+    assert missing.tls is not None
+    assert loadError(missing.tls).startswith("cannot read certKey= '/nope.pem'")
+
+
+def writeKeyAndCertificate(
+    directory: Path, key: object, encryption: serialization.KeySerializationEncryption
+) -> TLSFiles:
+    """
+    A self-signed certificate for C{key}, and the key in the traditional
+    ("BEGIN RSA PRIVATE KEY") format.
+    """
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "old.test")])
+    now = datetime.datetime.now(datetime.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())  # type: ignore[attr-defined]
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())  # type: ignore[arg-type]
+    )
+    (directory / "c.pem").write_bytes(
+        certificate.public_bytes(serialization.Encoding.PEM)
+    )
+    (directory / "k.pem").write_bytes(
+        key.private_bytes(  # type: ignore[attr-defined]
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            encryption,
+        )
+    )
+    return TLSFiles(str(directory / "c.pem"), str(directory / "k.pem"))
+
+
+def test_traditionalEncryptedKey(tmp_path: Path) -> None:
+    """
+    An RSA key in the traditional format, encrypted (a Proc-Type header,
+    not an ENCRYPTED label): the right password opens it, a wrong one is
+    called a wrong password, not a damaged key.
+    """
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    files = writeKeyAndCertificate(
+        tmp_path, key, serialization.BestAvailableEncryption(b"right")
+    )
+    assert b"Proc-Type: 4,ENCRYPTED" in Path(files.key or "").read_bytes()
+    password = tmp_path / "pw"
+    password.write_text("right\n")
+    loadServerOptions(TLSFiles(files.certificate, files.key, str(password)))
+    password.write_text("wrong\n")
+    message = loadError(TLSFiles(files.certificate, files.key, str(password)))
+    assert message.endswith("wrong password in --tls-password-file")
+
+
+def test_dsaKeyRefused(tmp_path: Path) -> None:
+    """
+    A DSA key would load and then fail every handshake (no TLS 1.3
+    signature, no allowed TLS 1.2 suite): refused at start-up.
+    """
+    key = dsa.generate_private_key(key_size=2048)
+    files = writeKeyAndCertificate(tmp_path, key, serialization.NoEncryption())
+    assert "of a kind TLS servers cannot use" in loadError(files)

@@ -174,6 +174,7 @@ def _fromSSL(value: str) -> ListenSpec:
         certificate=keywords.pop("certKey", key),
         key=key,
         chain=keywords.pop("extraCertChain", None),
+        fromDescription=True,
     )
     tcp = f"tcp:{positional[0]}"
     for name in ("interface", "backlog"):

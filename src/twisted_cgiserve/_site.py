@@ -19,10 +19,12 @@ from time import monotonic
 from typing import IO, Any, cast
 from urllib.parse import unquote_to_bytes as unquote
 
+from h2.exceptions import ProtocolError as H2ProtocolError
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.python.failure import Failure
 from twisted.web import http
+from twisted.web._http2 import H2Stream
 from twisted.web.http import _GenericHTTPChannelProtocol, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -38,6 +40,9 @@ _SERVER = SERVER_SOFTWARE.encode("ascii")
 
 # Request bodies up to this size are kept in memory.
 _IN_MEMORY = 1024 * 1024
+
+# Seconds an ended HTTP/2 connection gets to close before it is cut off.
+_ABORT_AFTER = 2.0
 
 
 class _DateCache:
@@ -72,7 +77,24 @@ class CGIServeRequest(Request):
         C{twistd cgiserve} serves is): there is nothing to traverse, and the
         generic path's per-request work (traversal, encoder lookup, a freshly
         formatted C{Date}) is a measurable part of serving a small file.
+
+        An HTTP/2 stream is processed one reactor turn later: the end of a
+        request and its cancellation (C{RST_STREAM}) often arrive in one
+        packet, and Twisted hands over the end first; answering at once would
+        write to a stream the HTTP/2 state machine has already closed, which
+        Twisted does not survive (the whole connection is lost).
         """
+        channel: Any = self.channel
+        if isinstance(channel, H2Stream):
+            channel.site.reactor.callLater(0, self._processStream)
+            return
+        self._process()
+
+    def _processStream(self) -> None:
+        if self.channel is not None and not self._disconnected:
+            self._process()
+
+    def _process(self) -> None:
         site: Site = cast(Any, self.channel).site
         tracker = getattr(site, "requestStarted", None)
         if tracker is not None:
@@ -178,13 +200,70 @@ class _Connection(_GenericHTTPChannelProtocol):
     find it.
     """
 
+    _closing = False
+
     def makeConnection(self, transport: Any) -> None:
         super().makeConnection(transport)
         opened = getattr(self._site, "channelOpened", None)
         if opened is not None:
             opened(self)
 
+    _ended = False
+    _abortCall: Any = None
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._ended:
+            # The HTTP/2 connection has ended; whatever the client still
+            # sends is not read into anything.
+            return
+        super().dataReceived(data)
+        # An HTTP/2 connection that ended itself (a protocol error, or the
+        # client's GOAWAY) asks its transport to close, but a TLS transport
+        # waits for its producer (that same connection) to unregister, which
+        # Twisted never does: the connection would stay open, and Twisted's
+        # HTTP/2 layer would buffer whatever the client goes on sending.
+        if getattr(self._channel, "_stillProducing", True) is False:
+            self._ended = True
+            self.close()
+            # A client that goes on sending never answers TLS's close: cut
+            # it off once the GOAWAY has had time to leave.
+            reactor = getattr(self._site, "reactor", None)
+            if reactor is not None:
+                self._abortCall = reactor.callLater(_ABORT_AFTER, self._abort)
+
+    def _abort(self) -> None:
+        self._abortCall = None
+        transport: Any = self._channel.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def close(self) -> None:
+        """
+        Close the connection once what was written to it is sent: an
+        HTTP/2 client is told first (C{GOAWAY}) that no new stream will be
+        answered.
+        """
+        channel: Any = self._channel
+        transport = channel.transport
+        if self._closing or transport is None:
+            return
+        self._closing = True
+        h2 = getattr(channel, "conn", None)
+        if h2 is not None and getattr(channel, "_stillProducing", False):
+            try:
+                h2.close_connection()
+                transport.write(h2.data_to_send())
+            except H2ProtocolError:
+                pass
+        # Both channels register themselves as their transport's producer,
+        # and TLS does not close while one is registered.
+        transport.unregisterProducer()
+        transport.loseConnection()
+
     def connectionLost(self, reason: Failure) -> None:
+        if self._abortCall is not None:
+            self._abortCall.cancel()
+            self._abortCall = None
         super().connectionLost(reason)
         closed = getattr(self._site, "channelClosed", None)
         if closed is not None:
@@ -261,12 +340,9 @@ class CGIServeSite(Site):
             # An HTTP/2 connection hands response data to its transport a
             # frame per reactor turn: closing the transport now would cut
             # the streams still sending. It is closed on a later call.
-            channel = getattr(connection, "_channel", connection)
-            if getattr(channel, "streams", None):
+            if getattr(getattr(connection, "_channel", None), "streams", None):
                 continue
-            transport = channel.transport
-            if transport is not None:
-                transport.loseConnection()
+            connection.close()
 
     def connectionsOpen(self) -> int:
         """

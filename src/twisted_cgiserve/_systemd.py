@@ -144,12 +144,15 @@ class ReadinessService(Service):
 
     def reloading(self) -> None:
         """
-        A reload (SIGHUP) begins; L{reloaded} must follow.
+        A reload (SIGHUP) begins; L{reloaded} must follow. Once stopping,
+        nothing is said: READY=1 would tell systemd the server serves again.
         """
-        self.notifier.notify("RELOADING=1", _monotonicUsec(), "STATUS=Reloading")
+        if self.running:
+            self.notifier.notify("RELOADING=1", _monotonicUsec(), "STATUS=Reloading")
 
     def reloaded(self) -> None:
-        self.notifier.notify("READY=1", f"STATUS={self.status()}")
+        if self.running:
+            self.notifier.notify("READY=1", f"STATUS={self.status()}")
 
     def stopService(self) -> Deferred[None] | None:
         super().stopService()

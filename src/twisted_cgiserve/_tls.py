@@ -20,7 +20,7 @@ from typing import cast
 from zope.interface import implementer
 
 from cryptography import x509
-from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -74,12 +74,26 @@ class TLSFiles:
     @ivar passwordFile: File whose first line is the key's password.
     @ivar chain: PEM file with intermediate certificates, for C{ssl:}
         descriptions' C{extraCertChain}.
+    @ivar fromDescription: Whether these come from an C{ssl:} description
+        (whose parameters messages then name) rather than the options.
     """
 
     certificate: str
     key: str | None = None
     passwordFile: str | None = None
     chain: str | None = None
+    fromDescription: bool = False
+
+    @property
+    def certificateOption(self) -> str:
+        """
+        How the admin named the certificate, for messages.
+        """
+        return "certKey=" if self.fromDescription else "--tls-cert"
+
+    @property
+    def keyOption(self) -> str:
+        return "privateKey=" if self.fromDescription else "--tls-key"
 
 
 def _read(path: str, option: str) -> bytes:
@@ -105,18 +119,21 @@ def _password(files: TLSFiles) -> bytes | None:
         ) from None
 
 
+# The kinds of key a TLS 1.2/1.3 server can sign with under the ciphers
+# allowed here (a DSA key would load, and then fail every handshake).
 _KeyTypes = (
     rsa.RSAPrivateKey
     | ec.EllipticCurvePrivateKey
     | ed25519.Ed25519PrivateKey
     | ed448.Ed448PrivateKey
-    | dsa.DSAPrivateKey
 )
 
 
 def _privateKey(files: TLSFiles) -> _KeyTypes:
     option, path = (
-        ("--tls-key", files.key) if files.key else ("--tls-cert", files.certificate)
+        (files.keyOption, files.key)
+        if files.key
+        else (files.certificateOption, files.certificate)
     )
     match = _PRIVATE_KEY.search(_read(path, option))
     if match is None:
@@ -130,13 +147,20 @@ def _privateKey(files: TLSFiles) -> _KeyTypes:
         # No password for an encrypted key, or one for a plain key (which
         # is usable as it is).
         if password is None:
+            how = (
+                "an ssl: port cannot take a password; use --tls-cert, --tls-key "
+                "and --tls-password-file instead"
+                if files.fromDescription
+                else "give its password with --tls-password-file"
+            )
             raise TLSConfigurationError(
-                f"the private key in {option} {path!r} is encrypted: "
-                "give its password with --tls-password-file"
+                f"the private key in {option} {path!r} is encrypted: {how}"
             ) from None
         key = _plainKey(pem, option, path)
     except ValueError:
-        if password is not None and b"ENCRYPTED" in match.group(1):
+        # PKCS#8 says ENCRYPTED in its label, the traditional format in a
+        # Proc-Type header.
+        if password is not None and b"ENCRYPTED" in pem:
             raise TLSConfigurationError(
                 f"cannot decrypt the private key in {option} {path!r}: "
                 "wrong password in --tls-password-file"
@@ -215,7 +239,7 @@ def loadServerOptions(files: TLSFiles) -> _Loaded:
         encrypted without (or with the wrong) password, or the key does not
         belong to the certificate.
     """
-    chain = _certificates(files.certificate, "--tls-cert")
+    chain = _certificates(files.certificate, files.certificateOption)
     if files.chain is not None:
         chain += _certificates(files.chain, "extraCertChain")
     key = _privateKey(files)
@@ -224,7 +248,7 @@ def loadServerOptions(files: TLSFiles) -> _Loaded:
         keyPath = files.key or files.certificate
         raise TLSConfigurationError(
             f"the private key in {keyPath!r} does not match the certificate "
-            f"in --tls-cert {files.certificate!r}"
+            f"in {files.certificateOption} {files.certificate!r}"
         )
     ciphers = AcceptableCiphers.fromOpenSSLCipherString(_CIPHERS)
     try:
@@ -243,7 +267,7 @@ def loadServerOptions(files: TLSFiles) -> _Loaded:
         options.getContext()
     except Exception as e:
         raise TLSConfigurationError(
-            f"OpenSSL refuses --tls-cert {files.certificate!r}: {e}"
+            f"OpenSSL refuses {files.certificateOption} {files.certificate!r}: {e}"
         ) from None
     expires = leaf.not_valid_after_utc
     summary = f"{_describe(leaf)} (expires {expires:%Y-%m-%d %H:%M} UTC)"
