@@ -664,8 +664,10 @@ def test_idleTLSConnectionsClosedAtShutdown(
         h1.settimeout(5)
         assert h1.recv(65536) == b""
         assert time.monotonic() - started < 2
+        # The clients keep their sockets open and never answer TLS's
+        # close_notify, as idle clients do: the server does not wait for them.
+        assert server.process.wait(TIMEOUT_EXIT) == 0
+        assert time.monotonic() - started < 2
     finally:
         h1.close()
         h2client.close()
-    assert server.process.wait(TIMEOUT_EXIT) == 0
-    assert time.monotonic() - started < 3

@@ -22,6 +22,7 @@ from urllib.parse import unquote_to_bytes as unquote
 from h2.exceptions import ProtocolError as H2ProtocolError
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web import http
 from twisted.web._http2 import H2Stream
@@ -259,6 +260,13 @@ class _Connection(_GenericHTTPChannelProtocol):
         # and TLS does not close while one is registered.
         transport.unregisterProducer()
         transport.loseConnection()
+        if isinstance(transport, TLSMemoryBIOProtocol) and transport.transport:
+            # TLS has now queued its close_notify after everything written
+            # before. Twisted would then keep the connection open until the
+            # client answers with its own, which idle clients rarely do; TLS
+            # does not require waiting for it (RFC 8446, 6.1). Closing the
+            # socket once its buffer is sent loses nothing.
+            transport.transport.loseConnection()
 
     def connectionLost(self, reason: Failure) -> None:
         if self._abortCall is not None:
