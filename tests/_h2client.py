@@ -83,7 +83,7 @@ class H2Client:
                 data = self.sock.recv(65536)
             except TimeoutError:
                 break
-            except (ConnectionError, ssl.SSLError):
+            except OSError:
                 data = b""
             if not data:
                 seen.append("EOF")
@@ -94,7 +94,12 @@ class H2Client:
                     self.conn.acknowledge_received_data(
                         event.flow_controlled_length, event.stream_id
                     )
-            self.flush()
+            try:
+                self.flush()
+            except OSError:
+                # The server closed its side (ssl.SSLError is an OSError).
+                seen.append("EOF")
+                break
             if any(isinstance(e, until) for e in seen):
                 break
         return seen
