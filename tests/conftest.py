@@ -14,10 +14,12 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -133,6 +135,36 @@ def startServer(
     process.kill()
     process.wait()
     raise RuntimeError(f"twistd cgiserve did not start:\n{logPath.read_text()}")
+
+
+def makeDocroot(prefix: str) -> Path:
+    """
+    A fresh document root that nobody can reach (under /tmp, mode 0755).
+    """
+    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
+    root.chmod(0o755)
+    return root
+
+
+def waitFor(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
+    """
+    Poll until C{predicate} returns something true; return it (or the last
+    false value after C{timeout}).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def scriptRunning(path: Path) -> bool:
+    """
+    Whether a process runs the script at C{path} (its command line names it).
+    """
+    found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True)
+    return found.returncode == 0
 
 
 @pytest.fixture

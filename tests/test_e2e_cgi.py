@@ -20,27 +20,25 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import pwd
 import re
 import secrets
 import shutil
-import socket
 import stat
-import tempfile
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from conftest import Server, startServer
+from _raw import Conn, fetch, request
+from conftest import Server, makeDocroot, startServer, waitFor
 
 pytestmark = pytest.mark.e2e
 
@@ -437,15 +435,6 @@ class Tree:
     logs: Path
 
 
-def makeDocroot(prefix: str) -> Path:
-    """
-    A fresh document root that nobody can reach (under /tmp, mode 0755).
-    """
-    root = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp"))
-    root.chmod(0o755)
-    return root
-
-
 def writeFile(path: Path, data: bytes, mode: int = 0o755) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -523,214 +512,6 @@ def noCgiServer(tree: Tree) -> Iterator[Server]:
     srv.stop()
 
 
-# --------------------------------------------------------------------------
-# A raw HTTP/1.1 client that shows framing: chunked bodies, early closes.
-
-
-@dataclass
-class Response:
-    """
-    One response as it came off the wire.
-
-    @ivar complete: Whether its framing said the body ended (the final
-        chunk, or all Content-Length bytes); L{False} when the connection
-        closed first.
-    """
-
-    version: bytes
-    status: int
-    reason: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    head: bytes = b""
-    body: bytes = b""
-    chunked: bool = False
-    complete: bool = True
-
-    def header(self, name: str) -> str | None:
-        values = self.headerValues(name)
-        return values[-1] if values else None
-
-    def headerValues(self, name: str) -> list[str]:
-        wanted = name.lower().encode("ascii")
-        return [v.decode("latin-1") for k, v in self.headers if k.lower() == wanted]
-
-    def names(self) -> set[str]:
-        return {k.decode("latin-1").lower() for k, _ in self.headers}
-
-    def json(self) -> dict[str, Any]:
-        assert self.status == 200, (self.status, self.reason, self.body[:500])
-        result: dict[str, Any] = json.loads(self.body)
-        return result
-
-
-class Conn:
-    """
-    A client connection that reads one response at a time.
-    """
-
-    def __init__(self, port: int, timeout: float = TIMEOUT, bind: bool = False):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        if bind:
-            self.sock.bind(("127.0.0.1", 0))
-        self.sock.connect(("127.0.0.1", port))
-        self.buffer = bytearray()
-        self.eof = False
-
-    def __enter__(self) -> Conn:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    @property
-    def localPort(self) -> int:
-        port: int = self.sock.getsockname()[1]
-        return port
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        if self.eof:
-            return False
-        chunk = self.sock.recv(1 << 20)
-        if not chunk:
-            self.eof = True
-        self.buffer += chunk
-        return bool(chunk)
-
-    def _line(self) -> bytes | None:
-        while b"\r\n" not in self.buffer:
-            if not self._fill():
-                return None
-        end = self.buffer.index(b"\r\n")
-        line = bytes(self.buffer[:end])
-        del self.buffer[: end + 2]
-        return line
-
-    def _take(self, n: int) -> bytes:
-        while len(self.buffer) < n and self._fill():
-            pass
-        data = bytes(self.buffer[:n])
-        del self.buffer[:n]
-        return data
-
-    def readAll(self) -> bytes:
-        """
-        Everything until the server closes the connection.
-        """
-        while self._fill():
-            pass
-        data = bytes(self.buffer)
-        self.buffer.clear()
-        return data
-
-    def readResponse(self, method: str = "GET") -> Response:
-        while b"\r\n\r\n" not in self.buffer:
-            if not self._fill():
-                raise AssertionError(
-                    f"connection closed before a complete response head: "
-                    f"{bytes(self.buffer[:300])!r}"
-                )
-        end = self.buffer.index(b"\r\n\r\n")
-        head = bytes(self.buffer[: end + 4])
-        del self.buffer[: end + 4]
-        lines = head[:-4].split(b"\r\n")
-        version, status, reason = [*lines[0].split(b" ", 2), b""][:3]
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers.append((name.strip(), value.strip()))
-        r = Response(version, int(status), reason, headers, head)
-        if method == "HEAD" or r.status in (204, 304) or r.status < 200:
-            return r
-        if (r.header("Transfer-Encoding") or "").lower() == "chunked":
-            r.chunked = True
-            r.complete = False
-            body = bytearray()
-            while True:
-                line = self._line()
-                if line is None:
-                    break
-                size = int(line.split(b";")[0], 16)
-                if size == 0:
-                    while (trailer := self._line()) not in (None, b""):
-                        pass
-                    r.complete = trailer == b""
-                    break
-                data = self._take(size)
-                body += data
-                if len(data) < size or self._take(2) != b"\r\n":
-                    break
-            r.body = bytes(body)
-        elif r.header("Content-Length") is not None:
-            n = int(r.header("Content-Length") or 0)
-            r.body = self._take(n)
-            r.complete = len(r.body) == n
-        else:
-            r.body = self.readAll()
-        return r
-
-    def closedByPeer(self, wait: float = 2.0) -> bool:
-        """
-        Whether the server closes the connection within C{wait} seconds
-        with nothing more to send.
-        """
-        if self.buffer:
-            return False
-        if self.eof:
-            return True
-        previous = self.sock.gettimeout()
-        self.sock.settimeout(wait)
-        try:
-            return self.sock.recv(1) == b""
-        except TimeoutError:
-            return False
-        except ConnectionResetError:
-            return True
-        finally:
-            self.sock.settimeout(previous)
-
-
-def request(
-    port: int,
-    target: str | bytes,
-    method: str = "GET",
-    headers: list[tuple[str, str]] | None = None,
-    body: bytes | None = None,
-    *,
-    version: str = "HTTP/1.1",
-    close: bool = True,
-    host: str | None = None,
-) -> bytes:
-    """
-    The bytes of one request, the target exactly as given; C{headers} may
-    repeat names.
-    """
-    if isinstance(target, str):
-        target = target.encode("utf-8")
-    lines = [b"%s %s %s" % (method.encode(), target, version.encode())]
-    lines.append(f"Host: {host or f'127.0.0.1:{port}'}".encode())
-    for name, value in headers or []:
-        lines.append(f"{name}: {value}".encode("latin-1"))
-    names = {name.lower() for name, _ in headers or []}
-    if body is not None and not names & {"content-length", "transfer-encoding"}:
-        lines.append(b"Content-Length: %d" % len(body))
-    if close:
-        lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n" + (body or b"")
-
-
-def fetch(port: int, target: str | bytes, method: str = "GET", **kw: Any) -> Response:
-    """
-    One request on a fresh connection, and its response.
-    """
-    with Conn(port) as conn:
-        conn.send(request(port, target, method, **kw))
-        return conn.readResponse(method)
-
-
 def scriptView(port: int, target: str | bytes, method: str = "GET", **kw: Any) -> Any:
     """
     What env.py saw when run for this request.
@@ -752,19 +533,6 @@ def session() -> requests.Session:
     s = requests.Session()
     s.trust_env = False
     return s
-
-
-def waitFor(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
-    """
-    Poll until C{predicate} returns something true; return it (or the last
-    false value after C{timeout}).
-    """
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def logLines(server: Server, *needles: str, timeout: float = 5.0) -> list[str]:

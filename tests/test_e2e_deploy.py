@@ -13,7 +13,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -23,7 +22,7 @@ import pytest
 import requests
 
 from _certs import makeCertificate
-from conftest import TWISTD, Server, rawRequest
+from conftest import TWISTD, Server, makeDocroot, rawRequest, scriptRunning, waitFor
 
 pytestmark = pytest.mark.e2e
 
@@ -69,8 +68,7 @@ def site() -> Iterator[Path]:
     """
     A document root scripts run as nobody can reach (under /tmp, 0755).
     """
-    root = Path(tempfile.mkdtemp(prefix="cgiserve-deploy-", dir="/tmp"))
-    root.chmod(0o755)
+    root = makeDocroot("cgiserve-deploy-")
     (root / "a.txt").write_bytes(b"0123456789")
     cgi = root / "cgi-bin"
     cgi.mkdir(mode=0o755)
@@ -112,14 +110,6 @@ def freePort() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
-
-
-def waitFor(condition: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
 
 
 # Readiness
@@ -233,7 +223,7 @@ def activate(  # noqa: PLR0917
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env=env, cwd=site,
         )  # fmt: skip
-    waitFor(lambda: b"Listening on" in logPath.read_bytes())
+    assert waitFor(lambda: b"Listening on" in logPath.read_bytes(), TIMEOUT)
     return process
 
 
@@ -359,7 +349,7 @@ def startJournaled(
             env=env, cwd=site,
         )  # fmt: skip
     pattern = re.compile(rb"Serving HTTP on 127.0.0.1 port (\d+)")
-    waitFor(lambda: pattern.search(logPath.read_bytes()) is not None)
+    assert waitFor(lambda: pattern.search(logPath.read_bytes()) is not None, TIMEOUT)
     match = pattern.search(logPath.read_bytes())
     assert match is not None
     return process, logPath, int(match.group(1))
@@ -375,8 +365,8 @@ def test_journalFormat(site: Path, tmp_path: Path) -> None:
     try:
         r = requests.get(f"http://127.0.0.1:{port}/cgi-bin/noisy.sh", timeout=TIMEOUT)
         assert r.status_code == 200
-        waitFor(lambda: b"disk almost full" in logPath.read_bytes())
-        waitFor(lambda: b"noisy.sh HTTP/1.1" in logPath.read_bytes())
+        assert waitFor(lambda: b"disk almost full" in logPath.read_bytes(), TIMEOUT)
+        assert waitFor(lambda: b"noisy.sh HTTP/1.1" in logPath.read_bytes(), TIMEOUT)
     finally:
         assert stop(process) == 0
     lines = logPath.read_text().splitlines()
@@ -408,7 +398,7 @@ def test_explicitLoggerWins(site: Path, tmp_path: Path) -> None:
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env={k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"},
             )  # fmt: skip
-        waitFor(lambda: b"Serving HTTP" in logPath.read_bytes())
+        assert waitFor(lambda: b"Serving HTTP" in logPath.read_bytes(), TIMEOUT)
         assert stop(process) == 0
         first = logPath.read_text().splitlines()[0]
         assert first.startswith("<6>[") is journal, first
@@ -443,7 +433,7 @@ def test_accessLogFields(
     )
     assert r.status_code == 206
     assert requests.get(server.url("/cgi-bin/env.sh?q=1"), timeout=TIMEOUT).ok
-    waitFor(lambda: log.exists() and log.read_text().count("\n") == 5)
+    assert waitFor(lambda: log.exists() and log.read_text().count("\n") == 5, TIMEOUT)
 
     get, head, missing, partial, script = accessEntries(log.read_text())
     assert get["host"] == "127.0.0.1"
@@ -476,7 +466,7 @@ def test_accessLogReopen(
     server = serve(site, ["--access-log", str(log)])
     get = lambda: requests.get(server.url("/a.txt"), timeout=TIMEOUT)  # noqa: E731
     assert get().ok
-    waitFor(lambda: log.exists() and log.read_text().count("\n") == 1)
+    assert waitFor(lambda: log.exists() and log.read_text().count("\n") == 1, TIMEOUT)
 
     for n, signum in enumerate((signal.SIGUSR1, signal.SIGHUP), 1):
         rotated = tmp_path / f"access.log.{n}"
@@ -484,9 +474,11 @@ def test_accessLogReopen(
         # Written after the rename, before the signal: still the old file.
         assert get().ok
         server.process.send_signal(signum)
-        waitFor(lambda n=n: server.log().count("reopened") == n and log.exists())
+        assert waitFor(
+            lambda n=n: server.log().count("reopened") == n and log.exists(), TIMEOUT
+        )
         assert get().ok
-        waitFor(lambda: log.read_text().count("\n") == 1)
+        assert waitFor(lambda: log.read_text().count("\n") == 1, TIMEOUT)
         assert rotated.read_text().count("\n") == 2
     assert server.process.poll() is None
 
@@ -498,7 +490,7 @@ def test_accessLogToStdout(serve: Callable[..., Server], site: Path) -> None:
     """
     server = serve(site, ["--access-log", "-"])
     assert requests.get(server.url("/a.txt?x"), timeout=TIMEOUT).ok
-    waitFor(lambda: "GET /a.txt?x" in server.log())
+    assert waitFor(lambda: "GET /a.txt?x" in server.log(), TIMEOUT)
     line = next(x for x in server.log().splitlines() if "GET /a.txt?x" in x)
     assert COMBINED.match(line), line
 
@@ -583,9 +575,9 @@ def test_signalsDuringShutdown(serve: Callable[..., Server], site: Path) -> None
     server = serve(site, ["--cgi-user", "nobody"])
     sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
     sock.sendall(b"GET /cgi-bin/slow.sh HTTP/1.0\r\n\r\n")
-    waitFor(lambda: _scriptRunning(site / "cgi-bin" / "slow.sh"))
+    assert waitFor(lambda: scriptRunning(site / "cgi-bin" / "slow.sh"), TIMEOUT)
     server.process.send_signal(signal.SIGTERM)
-    waitFor(lambda: "request(s) in progress" in server.log())
+    assert waitFor(lambda: "request(s) in progress" in server.log(), TIMEOUT)
     server.process.send_signal(signal.SIGHUP)
     server.process.send_signal(signal.SIGUSR1)
     response = b""
@@ -595,9 +587,3 @@ def test_signalsDuringShutdown(serve: Callable[..., Server], site: Path) -> None
     assert response.startswith(b"HTTP/1.0 200 ")
     assert response.endswith(b"\r\n\r\nfinished\n")
     assert server.process.wait(TIMEOUT) == 0
-
-
-def _scriptRunning(path: Path) -> bool:
-    return (
-        subprocess.run(["pgrep", "-f", str(path)], capture_output=True).returncode == 0
-    )

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, startServer
-from test_e2e_cgi import NOBODY, makeDocroot
+from conftest import Server, makeDocroot, startServer
+from test_e2e_cgi import NOBODY
 
 GIT = shutil.which("git")
 BACKEND = "/usr/lib/git-core/git-http-backend"

@@ -14,14 +14,9 @@ from collections.abc import Iterator
 import pytest
 import requests
 
+from _raw import TIMEOUT, Conn, fetch, request
 from conftest import Server, startServer
-from test_e2e_static import (
-    TIMEOUT,
-    RawConnection,
-    errorPage,
-    fetch,
-    request,
-)
+from test_e2e_static import errorPage
 
 pytestmark = pytest.mark.e2e
 
@@ -66,7 +61,7 @@ def test_postToStaticFile(port: int) -> None:
     POST to a path outside the CGI directories gets 501 with the reason
     phrase 'Can only POST to CGI scripts' and http.server's error page.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(
             b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\n"
             b"Content-Length: 5\r\nConnection: close\r\n\r\nhello"
@@ -115,7 +110,7 @@ def test_refusedPostBodyDoesNotPoisonConnection(port: int) -> None:
     a request).
     """
     body = b"GET /b.txt HTTP/1.1\r\nHost: x\r\n\r\n"
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(
             b"POST /a.txt HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body)
             + body
@@ -206,7 +201,7 @@ def test_malformedRequestGetsStatus(port: int, data: bytes, allowed: set[int]) -
     500, never a silently closed connection, never a traceback in the
     body), and the server keeps serving normal requests.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(data)
         r = conn.readResponse()
     assert r.status in allowed, (data[:60], r.status, r.reason)
@@ -244,7 +239,7 @@ def test_overlongRequestLineGetsStatus(port: int) -> None:
     http.server sends past its limit), not a connection closed without a
     word.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(b"GET /" + b"a" * 20000 + b" HTTP/1.1\r\n" + H + b"\r\n")
         r = conn.readResponse()
     assert r.status in (400, 414)
@@ -257,7 +252,7 @@ def test_overlongHeaderLineGetsStatus(port: int) -> None:
     status response such as 431 (what http.server sends for a header line
     past its limit), not a connection closed without a word.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(
             b"GET /a.txt HTTP/1.1\r\n" + H + b"X-Big: " + b"v" * 20000 + b"\r\n\r\n"
         )
@@ -285,14 +280,14 @@ def test_sequentialRequestsOnOneConnection(port: int) -> None:
     HTTP/1.1 keeps the connection open: several requests sent one after
     the other on one socket each get their response.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         for target, body in [("/a.txt", A_TXT), ("/b.txt", B_TXT), ("/a.txt", A_TXT)]:
             conn.send(request(port, target, close=False))
             r = conn.readResponse()
             assert r.status == 200
             assert r.body == body
             assert (r.header("Connection") or "").lower() != "close"
-        assert not conn.closedByPeer()
+        assert not conn.closedByPeer(wait=1.0)
 
 
 def test_sessionReusesConnection(server: Server) -> None:
@@ -316,14 +311,14 @@ def test_pipelining(port: int) -> None:
     Three requests sent in one packet get three complete responses, in
     order (a file, a HEAD, a 404).
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(
             request(port, "/b.txt", close=False)
             + request(port, "/a.txt", "HEAD", close=False)
             + request(port, "/missing", close=False)
         )
         first = conn.readResponse()
-        second = conn.readResponse(head=True)
+        second = conn.readResponse("HEAD")
         third = conn.readResponse()
         assert first.status == 200 and first.body == B_TXT
         assert second.status == 200 and second.header("Content-Length") == str(
@@ -341,7 +336,7 @@ def test_pipelinedMixOfStatuses(port: int) -> None:
     Pipelined 301, 304, 206, 501 and listing responses all keep their
     framing, so the responses after them parse.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(
             request(port, "/sub", close=False)
             + request(port, "/a.txt", headers={"If-None-Match": "*"}, close=False)
@@ -363,7 +358,7 @@ def test_notFoundKeepsConnection(port: int) -> None:
     A 404 does not close the connection: the next request on it is
     answered.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(request(port, "/missing", close=False))
         r = conn.readResponse()
         assert r.status == 404
@@ -378,12 +373,12 @@ def test_http10ClosesConnection(port: int) -> None:
     An HTTP/1.0 request gets its response and the server then closes the
     connection.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(b"GET /a.txt HTTP/1.0\r\n\r\n")
         r = conn.readResponse()
         assert r.status == 200
         assert r.body == A_TXT
-        assert conn.closedByPeer()
+        assert conn.closedByPeer(wait=1.0)
 
 
 def test_connectionCloseHonoured(port: int) -> None:
@@ -391,11 +386,11 @@ def test_connectionCloseHonoured(port: int) -> None:
     'Connection: close' on an HTTP/1.1 request closes the connection after
     the response.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(request(port, "/a.txt", close=True))
         r = conn.readResponse()
         assert r.status == 200
-        assert conn.closedByPeer()
+        assert conn.closedByPeer(wait=1.0)
 
 
 def test_expectContinueOnGet(port: int) -> None:
@@ -403,7 +398,7 @@ def test_expectContinueOnGet(port: int) -> None:
     'Expect: 100-continue' on an HTTP/1.1 GET gets the file (after an
     optional interim 100 Continue).
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(request(port, "/a.txt", headers={"Expect": "100-continue"}))
         r = conn.readResponse()
         if r.status == 100:

@@ -34,15 +34,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Server, runTwistd, startServer
+from _raw import Conn, Response, request
+from conftest import Server, makeDocroot, runTwistd, startServer, waitFor
 from test_e2e_cgi import (
-    Conn,
-    Response,
-    makeDocroot,
     processState,
-    request,
     sh,
-    waitFor,
     writeFile,
 )
 

@@ -17,17 +17,17 @@ import os
 import random
 import re
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
 
+from _raw import Conn, Response, fetch, request
 from conftest import Server, startServer
 
 pytestmark = pytest.mark.e2e
@@ -39,159 +39,6 @@ A_TXT = b"Hello from a.txt\n"
 DIGITS = bytes(range(100))
 CACHED_MTIME = 1_700_000_000  # Tue, 14 Nov 2023 22:13:20 GMT
 BIG_SIZE = 20 * 1024 * 1024
-
-
-# --------------------------------------------------------------------------
-# Raw HTTP: exact bytes out, exact bytes back.
-
-
-@dataclass
-class RawResponse:
-    """
-    One HTTP response as it came off the wire.
-    """
-
-    version: bytes
-    status: int
-    reason: bytes
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    body: bytes = b""
-
-    def header(self, name: str) -> str | None:
-        """
-        The last value of header C{name} (case-insensitive), or L{None}.
-        """
-        wanted = name.lower().encode("ascii")
-        values = [v for k, v in self.headers if k.lower() == wanted]
-        return values[-1].decode("latin-1") if values else None
-
-    def headerDict(self, skip: tuple[str, ...] = ()) -> dict[str, str]:
-        """
-        All headers, names lower-cased, minus C{skip}.
-        """
-        return {
-            k.decode("latin-1").lower(): v.decode("latin-1")
-            for k, v in self.headers
-            if k.decode("latin-1").lower() not in skip
-        }
-
-
-class RawConnection:
-    """
-    A client socket that reads responses one at a time, keeping whatever
-    follows a response for the next one (keep-alive and pipelining).
-    """
-
-    def __init__(self, port: int, timeout: float = TIMEOUT) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.buffer = bytearray()
-
-    def __enter__(self) -> RawConnection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-
-    def send(self, data: bytes) -> None:
-        self.sock.sendall(data)
-
-    def _fill(self) -> bool:
-        chunk = self.sock.recv(1 << 20)
-        self.buffer += chunk
-        return bool(chunk)
-
-    def readResponse(self, head: bool = False) -> RawResponse:
-        """
-        Read one complete response (a timeout or an early close fails the
-        test: the server must always answer in full).
-        """
-        while b"\r\n\r\n" not in self.buffer:
-            if not self._fill():
-                raise AssertionError(
-                    f"connection closed before a complete response head: "
-                    f"{bytes(self.buffer[:300])!r}"
-                )
-        end = self.buffer.index(b"\r\n\r\n")
-        lines = bytes(self.buffer[:end]).split(b"\r\n")
-        del self.buffer[: end + 4]
-        version, status, reason = [*lines[0].split(b" ", 2), b""][:3]
-        headers = []
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers.append((name.strip(), value.strip()))
-        response = RawResponse(version, int(status), reason, headers)
-        length = response.header("Content-Length")
-        if head or response.status in (204, 304) or response.status < 200:
-            return response
-        if length is not None:
-            n = int(length)
-            while len(self.buffer) < n:
-                if not self._fill():
-                    raise AssertionError(
-                        f"connection closed after {len(self.buffer)} of {n} body bytes"
-                    )
-            response.body = bytes(self.buffer[:n])
-            del self.buffer[:n]
-        else:
-            while self._fill():
-                pass
-            response.body = bytes(self.buffer)
-            self.buffer.clear()
-        return response
-
-    def closedByPeer(self, wait: float = 1.0) -> bool:
-        """
-        Whether the server closes the connection (EOF) with nothing more to
-        say within C{wait} seconds; L{False} if it stays open.
-        """
-        if self.buffer:
-            return False
-        previous = self.sock.gettimeout()
-        self.sock.settimeout(wait)
-        try:
-            return self.sock.recv(1) == b""
-        except TimeoutError:
-            return False
-        finally:
-            self.sock.settimeout(previous)
-
-
-def request(
-    port: int,
-    target: str | bytes,
-    method: str = "GET",
-    headers: dict[str, str] | None = None,
-    *,
-    version: str = "HTTP/1.1",
-    close: bool = True,
-) -> bytes:
-    """
-    The bytes of one request; the target is sent exactly as given.
-    """
-    if isinstance(target, str):
-        target = target.encode("utf-8")
-    lines = [b"%s %s %s" % (method.encode(), target, version.encode())]
-    lines.append(b"Host: 127.0.0.1:%d" % (port,))
-    for name, value in (headers or {}).items():
-        lines.append(f"{name}: {value}".encode("latin-1"))
-    if close:
-        lines.append(b"Connection: close")
-    return b"\r\n".join(lines) + b"\r\n\r\n"
-
-
-def fetch(
-    port: int,
-    target: str | bytes,
-    method: str = "GET",
-    headers: dict[str, str] | None = None,
-    version: str = "HTTP/1.1",
-) -> RawResponse:
-    """
-    Send one request on a fresh connection and read its response.
-    """
-    with RawConnection(port) as conn:
-        conn.send(request(port, target, method, headers, version=version))
-        return conn.readResponse(head=(method == "HEAD"))
 
 
 def errorPage(code: int, message: str, explain: str) -> bytes:
@@ -1026,9 +873,9 @@ def test_headMatchesGet(port: int, target: str, status: int) -> None:
     Content-Length, and no body.
     """
     get = fetch(port, target)
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(request(port, target, "HEAD", close=False))
-        head = conn.readResponse(head=True)
+        head = conn.readResponse("HEAD")
         # Nothing follows the head: a second request's response comes next.
         conn.send(request(port, "/a.txt"))
         after = conn.readResponse()
@@ -1065,7 +912,7 @@ def test_notModifiedHasNoBodyOnTheWire(port: int) -> None:
     A 304 sends no body bytes at all: the next response on the same
     connection follows immediately.
     """
-    with RawConnection(port) as conn:
+    with Conn(port) as conn:
         conn.send(
             request(
                 port, "/cached.txt", headers={"If-Modified-Since": _ims(0)}, close=False
@@ -1249,7 +1096,7 @@ def test_ifUnmodifiedSince(port: int) -> None:
 
 def _range(
     port: int, value: str, target: str = "/digits.bin", **headers: str
-) -> RawResponse:
+) -> Response:
     return fetch(port, target, headers={"Range": value, **headers})
 
 
@@ -1319,7 +1166,7 @@ def test_malformedRangeIgnored(port: int, value: str) -> None:
     assert r.header("Content-Range") is None
 
 
-def parseMultipart(r: RawResponse) -> list[tuple[str, str, bytes]]:
+def parseMultipart(r: Response) -> list[tuple[str, str, bytes]]:
     """
     The parts of a multipart/byteranges body: (Content-Type,
     Content-Range, bytes), reading each part by its Content-Range length.
@@ -1585,7 +1432,7 @@ def test_slowReaderGetsWholeFile(port: int, tree: Tree) -> None:
     A client that stops reading for a while (the server must pause and
     resume, not drop data) still receives the large file intact.
     """
-    with RawConnection(port, timeout=20) as conn:
+    with Conn(port, timeout=20) as conn:
         conn.send(request(port, "/big.bin"))
         time.sleep(0.5)
         r = conn.readResponse()

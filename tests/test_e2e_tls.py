@@ -12,7 +12,6 @@ import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator
@@ -26,11 +25,11 @@ from hpack import Encoder
 
 from _certs import CertFiles, makeCertificate
 from _h2client import H2Client
-from conftest import TWISTD, Server, runTwistd
+from conftest import TWISTD, Server, makeDocroot, runTwistd, scriptRunning, waitFor
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT_EXIT = 10
+TIMEOUT = 10
 
 CURL = shutil.which("curl")
 needsCurl = pytest.mark.skipif(CURL is None, reason="curl is not installed")
@@ -52,25 +51,15 @@ echo finished
 """
 
 
-def publicDirectory() -> Iterator[Path]:
-    """
-    A directory under /tmp, mode 0755: scripts run as nobody (and a server
-    started as nobody) can reach it, which pytest's own temporary
-    directories do not allow.
-    """
-    path = Path(tempfile.mkdtemp(prefix="cgiserve-tls-", dir="/tmp"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
 @pytest.fixture
 def site() -> Iterator[Path]:
     """
     A document root with a file, a large file and CGI scripts, readable by
     the scripts' user.
     """
-    yield from publicDirectory()
+    root = makeDocroot("cgiserve-tls-")
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -355,7 +344,7 @@ def test_reloadOnSIGHUP(
         (live / "cert.pem").write_bytes(renewed.cert.read_bytes())
         (live / "key.pem").write_bytes(renewed.key.read_bytes())
         server.process.send_signal(signal.SIGHUP)
-        waitFor(lambda: "TLS certificate reloaded" in server.log())
+        assert waitFor(lambda: "TLS certificate reloaded" in server.log(), TIMEOUT)
         assert peerSerial(server) == renewed.serial
 
         # The connection opened before the reload still works.
@@ -364,7 +353,7 @@ def test_reloadOnSIGHUP(
 
     (live / "key.pem").write_bytes(first.key.read_bytes())
     server.process.send_signal(signal.SIGHUP)
-    waitFor(lambda: "TLS certificate not reloaded" in server.log())
+    assert waitFor(lambda: "TLS certificate not reloaded" in server.log(), TIMEOUT)
     assert "does not match the certificate" in server.log()
     assert peerSerial(server) == renewed.serial
     assert server.process.poll() is None
@@ -386,7 +375,12 @@ def test_http2GracefulShutdown(
         [CURL, "-sk", "--http2", server.url("/cgi-bin/slow.sh")],
         stdout=subprocess.PIPE,
     )
-    waitFor(lambda: "slow.sh" in server.log() or _running(site), timeout=5)
+    assert waitFor(
+        lambda: (
+            "slow.sh" in server.log() or scriptRunning(site / "cgi-bin" / "slow.sh")
+        ),
+        timeout=5,
+    )
     time.sleep(0.3)
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
@@ -394,11 +388,6 @@ def test_http2GracefulShutdown(
     assert out == b"finished\n"
     assert server.process.wait(10) == 0
     assert time.monotonic() - started < 3
-
-
-def _running(site: Path) -> bool:
-    result = subprocess.run(["pgrep", "-f", str(site / "cgi-bin/slow.sh")])
-    return result.returncode == 0
 
 
 def badArguments(case: str, cert: CertFiles, directory: Path) -> list[str]:
@@ -495,14 +484,6 @@ def rssKiB(pid: int) -> int:
     raise AssertionError("no VmRSS")
 
 
-def waitFor(condition: Callable[[], bool], timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.05)
-
-
 @needsCurl
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to start, as systemd does")
 def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
@@ -513,7 +494,7 @@ def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
     user) cannot read the key. A later SIGHUP cannot read it either: that is
     logged, and the certificate in use stays.
     """
-    private = Path(tempfile.mkdtemp(prefix="cgiserve-key-", dir="/tmp"))
+    private = makeDocroot("cgiserve-key-")
     try:
         private.chmod(0o700)
         cert = makeCertificate(private)
@@ -540,7 +521,7 @@ def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
         assert b"PRIVATE KEY" not in body
 
         server.process.send_signal(signal.SIGHUP)
-        waitFor(lambda: "TLS certificate not reloaded" in server.log())
+        assert waitFor(lambda: "TLS certificate not reloaded" in server.log(), TIMEOUT)
         assert "Permission denied" in server.log()
         assert peerSerial(server) == cert.serial
     finally:
@@ -678,7 +659,7 @@ def test_idleTLSConnectionsClosedAtShutdown(
         assert time.monotonic() - started < 2
         # The clients keep their sockets open and never answer TLS's
         # close_notify, as idle clients do: the server does not wait for them.
-        assert server.process.wait(TIMEOUT_EXIT) == 0
+        assert server.process.wait(TIMEOUT) == 0
         assert time.monotonic() - started < 2
     finally:
         h1.close()

@@ -29,16 +29,13 @@ from typing import Any
 
 import pytest
 
-from conftest import Server, startServer
+from _raw import Conn, request
+from conftest import Server, makeDocroot, startServer, waitFor
 from test_e2e_cgi import (
-    Conn,
     childrenOf,
-    makeDocroot,
     processState,
-    request,
     rssOf,
     sh,
-    waitFor,
     writeFile,
 )
 
