@@ -38,6 +38,7 @@ from test_e2e_cgi import (
     sh,
     writeFile,
 )
+from test_e2e_limits import deletedFiles
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -296,16 +297,6 @@ KINDS: list[tuple[Callable[[int], str], int]] = [
 
 def fdCount(pid: int) -> int:
     return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def deletedFiles(pid: int) -> list[str]:
-    found = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            target = os.readlink(fd)
-            if target.endswith(" (deleted)"):
-                found.append(target)
-    return found
 
 
 def scriptsRunningIn(directory: Path) -> list[tuple[int, str | None]]:
