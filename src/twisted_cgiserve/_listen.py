@@ -256,19 +256,19 @@ def endpointFor(
     else:
         try:
             endpoint = serverFromString(reactor, spec.description)
-        except (KeyError, IndexError) as e:
-            if spec.description.startswith("systemd:"):
-                raise ValueError(
-                    f"bad --port {spec}: systemd passed no such socket (is the "
-                    ".socket unit active, and its FileDescriptorName= this "
-                    "name?)"
-                ) from None
-            raise ValueError(f"bad --port {spec}: {e}") from None
         except Exception as e:
             # serverFromString raises ValueError, KeyError, IndexError or
             # TypeError depending on the parser: all are configuration
-            # errors.
-            raise ValueError(f"bad --port {spec}: {e}") from None
+            # errors. The systemd parser's lookup errors say nothing useful.
+            why: object = e
+            if spec.description.startswith("systemd:") and isinstance(
+                e, (KeyError, IndexError)
+            ):
+                why = (
+                    "systemd passed no such socket (is the .socket unit "
+                    "active, and its FileDescriptorName= this name?)"
+                )
+            raise ValueError(f"bad --port {spec}: {why}") from None
     if tls is not None:
         endpoint = wrapServerTLS(tls, endpoint, cast(Any, reactor))
     return endpoint
@@ -295,12 +295,14 @@ def _describe(port: IListeningPort, secure: bool) -> str:
     http.server's start-up line for a listening port.
     """
     scheme = "HTTPS" if secure else "HTTP"
+    where = _address(port, secure)
     address = port.getHost()
     host = getattr(address, "host", None)
     if host is None:
-        return f"Serving {scheme} on {_address(port, secure)}"
-    number = getattr(address, "port", 0)
-    return f"Serving {scheme} on {host} port {number} ({_address(port, secure)}) ..."
+        return f"Serving {scheme} on {where}"
+    return (
+        f"Serving {scheme} on {host} port {getattr(address, 'port', 0)} ({where}) ..."
+    )
 
 
 class ListeningService(Service):

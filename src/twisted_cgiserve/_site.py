@@ -201,16 +201,17 @@ class _Connection(_GenericHTTPChannelProtocol):
     find it.
     """
 
+    # close() was called.
     _closing = False
+    # The HTTP/2 connection ended itself; input is ignored from then on.
+    _ended = False
+    _abortCall: Any = None
 
     def makeConnection(self, transport: Any) -> None:
         super().makeConnection(transport)
         opened = getattr(self._site, "channelOpened", None)
         if opened is not None:
             opened(self)
-
-    _ended = False
-    _abortCall: Any = None
 
     def dataReceived(self, data: bytes) -> None:
         if self._ended:
@@ -329,14 +330,14 @@ class CGIServeSite(Site):
         self.extraHeaders = tuple(extraHeaders)
         self.inFlight: set[http.Request] = set()
         self._drained: list[Deferred[None]] = []
-        self.channels: set[Any] = set()
+        self.channels: set[_Connection] = set()
         self._sweeper: LoopingCall | None = None
 
-    def channelOpened(self, channel: Any) -> None:
-        self.channels.add(channel)
+    def channelOpened(self, connection: _Connection) -> None:
+        self.channels.add(connection)
 
-    def channelClosed(self, channel: Any) -> None:
-        self.channels.discard(channel)
+    def channelClosed(self, connection: _Connection) -> None:
+        self.channels.discard(connection)
 
     def closeConnections(self) -> None:
         """
@@ -348,7 +349,7 @@ class CGIServeSite(Site):
             # An HTTP/2 connection hands response data to its transport a
             # frame per reactor turn: closing the transport now would cut
             # the streams still sending. It is closed on a later call.
-            if getattr(getattr(connection, "_channel", None), "streams", None):
+            if getattr(connection._channel, "streams", None):
                 continue
             connection.close()
 
@@ -388,7 +389,7 @@ class CGIServeSite(Site):
         deadline = monotonic() - self.headerTimeout
         for connection in list(self.channels):
             # The HTTP/1.x channel inside; HTTP/2 has no such deadline.
-            channel = getattr(connection, "_channel", connection)
+            channel: Any = connection._channel
             started = getattr(channel, "headerStarted", None)
             if started is not None and started < deadline:
                 channel.headerTimedOut()
