@@ -230,7 +230,10 @@ def scripts(state: Path) -> dict[str, bytes]:
         "cgi-bin/marker.sh": outsideScript(state / "inside-ran"),
         "cgi-bin/signals.sh": sh(r"""
             printf 'Content-Type: text/plain\n\n'
-            grep -E '^Sig(Ign|Blk):' /proc/$$/status
+            # exec: grep then has exactly the masks the script started with
+            # (reading the shell's own status races with the shell blocking
+            # every signal while it starts a command).
+            exec grep -E '^Sig(Ign|Blk):' /proc/self/status
         """),
         "sub/run.sh": outsideScript(state / "outside-ran"),
         # Output (RFC 3875 section 6)
