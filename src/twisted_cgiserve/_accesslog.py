@@ -10,8 +10,11 @@ controls is escaped, so a request cannot forge log lines.
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
+from io import FileIO
 from typing import Any
 
 from twisted.logger import Logger
@@ -66,6 +69,7 @@ class _Clock:
 
 _clock = _Clock()
 _accessLogger = Logger(namespace="cgiserve.access")
+_log = Logger(namespace="cgiserve.accesslog")
 
 
 def combinedLogLine(request: Request, timestamp: str | None = None) -> str:
@@ -94,6 +98,11 @@ def combinedLogLine(request: Request, timestamp: str | None = None) -> str:
     )
 
 
+# A full disk is said at most this often (seconds), and so is the count of
+# lines it cost.
+_WARN_EVERY = 60.0
+
+
 class AccessLog:
     """
     Where access-log lines go: a file (appended to), standard output (C{-}),
@@ -104,30 +113,53 @@ class AccessLog:
     always whole lines (C{tail -f} and logrotate's C{copytruncate} see no
     partial ones), at most one turn late, and without a system call per
     request.
+
+    A file that cannot be written (a full disk, a quota) does not stop the
+    server: lines that cannot be written are dropped and counted, a warning
+    names the file and the error at most once a minute, and once writing
+    works again the count is logged. Lines are not kept for later: on a
+    disk that stays full they would grow without bound.
+
+    A line is in the file whole or not at all. The disk may fill in the
+    middle of one; the part written is then cut off the file again, since
+    the next line written would be glued to it. Where it cannot be cut off
+    (not a regular file, or another process has appended since), its rest
+    is written before anything else once writing works again.
     """
 
     def __init__(self, path: str | None = None, reactor: Any = None) -> None:
         self.path = path
         self._reactor = reactor
-        self._fd: int | None = None
+        self._file: FileIO | None = None
         self._pending: list[str] = []
+        # The rest of a line only partly written, to write before anything
+        # else.
+        self._rest = b""
+        # Lines dropped since the count was last logged.
+        self._lost = 0
+        # A write failed since the lost lines were last counted.
+        self._failing = False
+        # When the last warning and the last count were logged.
+        self._warnedAt: float | None = None
+        self._countedAt: float | None = None
         if path == "-":
-            self._fd = 1
+            self._file = FileIO(1, "wb", closefd=False)
         elif path is not None:
-            self._fd = self._open(path)
+            self._file = self._open(path)
 
     def write(self, request: Request) -> None:
         """
         Log one finished request.
         """
         line = combinedLogLine(request)
-        if self._fd is None:
+        if self._file is None:
             # Naming the system spares twistd's observer from deriving
             # "namespace#level" for every request.
             _accessLogger.info("{line}", line=line, log_system="cgiserve.access")
             return
         if self._reactor is None:
-            os.write(self._fd, (line + "\n").encode("utf-8", "replace"))
+            self._pending.append(line)
+            self.flush()
             return
         if not self._pending:
             self._reactor.callLater(0, self.flush)
@@ -135,14 +167,115 @@ class AccessLog:
 
     def flush(self) -> None:
         """
-        Write the lines collected so far.
+        Write the lines collected so far, or count them as lost.
         """
-        if self._pending and self._fd is not None:
-            lines, self._pending = self._pending, []
-            data = "\n".join(lines).encode("utf-8", "replace") + b"\n"
-            while data:
-                written = os.write(self._fd, data)
-                data = data[written:]
+        if self._file is None or not (self._pending or self._rest):
+            return
+        lines = [(line + "\n").encode("utf-8", "replace") for line in self._pending]
+        self._pending = []
+        rest, self._rest = self._rest, b""
+        data = memoryview(rest + b"".join(lines))
+        written = 0
+        try:
+            while written < len(data):
+                count = self._file.write(data[written:])
+                if not count:
+                    # A non-blocking standard output that is full.
+                    raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+                written += count
+        except OSError as e:
+            self._failed(e, rest, lines, written)
+        else:
+            self._worked()
+
+    def _failed(
+        self, error: OSError, rest: bytes, lines: list[bytes], written: int
+    ) -> None:
+        """
+        A write failed after C{written} bytes of C{rest} (the end of an
+        earlier partial line) and C{lines}: leave the file with whole lines
+        only, count the lines lost, and warn if that was not done in the
+        last minute.
+        """
+        if written < len(rest):
+            # Still not the end of the earlier line: everything new is lost.
+            self._rest = rest[written:]
+            lost = len(lines)
+        else:
+            written -= len(rest)
+            done = 0
+            while done < len(lines) and written >= len(lines[done]):
+                written -= len(lines[done])
+                done += 1
+            if written and not self._cutOff(written):
+                # This line is completed later rather than lost.
+                self._rest = lines[done][written:]
+                done += 1
+            lost = len(lines) - done
+        self._lost += lost
+        self._failing = True
+        now = self._now()
+        if self._warnedAt is None or now - self._warnedAt >= _WARN_EVERY:
+            self._warnedAt = now
+            _log.warn(
+                "Cannot write the access log {path}: {error}; requests are "
+                "served but not logged (lines lost so far: {lost}; said at "
+                "most once a minute)",
+                path=self._name(),
+                error=error.strerror or str(error),
+                lost=self._lost,
+            )
+
+    def _cutOff(self, length: int) -> bool:
+        """
+        Remove the last C{length} bytes, a partial line, from the file.
+
+        @return: Whether they were removed: not when the file is not a
+            regular file, or has grown since (another process appends to
+            it: cutting would remove its lines).
+        """
+        assert self._file is not None
+        try:
+            end = self._file.tell()
+            status = os.fstat(self._file.fileno())
+            if not stat.S_ISREG(status.st_mode) or status.st_size != end:
+                return False
+            # Shrinking a file needs no space, so this works on a full disk.
+            self._file.truncate(end - length)
+        except OSError:
+            return False
+        return True
+
+    def _worked(self) -> None:
+        """
+        A write worked: after failures, log how many lines were lost, at
+        most once a minute (a later write reports the rest).
+        """
+        if not self._failing:
+            return
+        now = self._now()
+        if self._countedAt is None or now - self._countedAt >= _WARN_EVERY:
+            self._countedAt = now
+            self._reportLost("can be written again")
+
+    def _reportLost(self, what: str) -> None:
+        _log.warn(
+            "The access log {path} {what}; lines lost: {lost}.",
+            path=self._name(),
+            what=what,
+            lost=self._lost,
+        )
+        self._lost = 0
+        self._failing = False
+
+    def _now(self) -> float:
+        if self._reactor is not None:
+            seconds: float = self._reactor.seconds()
+            return seconds
+        return time.monotonic()
+
+    def _name(self) -> str:
+        return "standard output" if self.path == "-" else repr(self.path)
 
     def reopen(self) -> bool:
         """
@@ -154,22 +287,28 @@ class AccessLog:
         @raise OSError: The file cannot be opened; the old one stays in
             use.
         """
-        if self.path is None or self.path == "-" or self._fd is None:
+        if self.path is None or self.path == "-" or self._file is None:
             return False
-        fd = self._open(self.path)
+        new = self._open(self.path)
         self.flush()
-        os.close(self._fd)
-        self._fd = fd
+        if self._rest:
+            # The old file keeps its partial line: it cannot be finished in
+            # the new one.
+            self._rest = b""
+            self._lost += 1
+        self._file.close()
+        self._file = new
         return True
 
     @staticmethod
-    def _open(path: str) -> int:
-        return os.open(
-            path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640
-        )
+    def _open(path: str) -> FileIO:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        return FileIO(fd, "wb")
 
     def close(self) -> None:
         self.flush()
-        if self._fd is not None and self._fd != 1:
-            os.close(self._fd)
-        self._fd = None
+        if self._failing:
+            self._reportLost("is closed")
+        if self._file is not None:
+            self._file.close()
+        self._file = None

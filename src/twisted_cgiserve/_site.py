@@ -11,7 +11,6 @@ else's site.
 
 from __future__ import annotations
 
-import tempfile
 import time
 from collections.abc import Sequence
 from io import BytesIO
@@ -33,6 +32,7 @@ from twisted.web.server import Request, Site
 from twisted_cgiserve._accesslog import AccessLog
 from twisted_cgiserve._channel import CGIServeChannel
 from twisted_cgiserve._errors import sendError
+from twisted_cgiserve._spool import BodySpool, SpoolError
 from twisted_cgiserve._version import SERVER_SOFTWARE
 
 __all__ = ["SERVER_SOFTWARE", "CGIServeRequest", "CGIServeSite"]
@@ -103,7 +103,7 @@ class CGIServeRequest(Request):
             self._tracker = site
         if self._bodyRefused:
             self.site = site
-            sendError(self, 413)
+            sendError(self, self._refusalCode)
             return
         resource = site.resource
         if not getattr(resource, "isLeaf", False) or self.path == b"*":
@@ -137,6 +137,8 @@ class CGIServeRequest(Request):
     # An HTTP/2 request whose body went past the site's limit: the rest is
     # discarded and the answer is 413 once the stream ends.
     _bodyRefused = False
+    # The status that refusal gets: 413, or 507 when the disk was full.
+    _refusalCode = 413
 
     def finish(self) -> None:
         super().finish()
@@ -164,21 +166,27 @@ class CGIServeRequest(Request):
         """
         Keep a body chunk, unless the body has grown past the site's limit
         (a chunked body announces no length): then the request is refused
-        with 413 and the rest of the connection ignored.
+        with 413 and the rest of the connection ignored. A body the disk
+        cannot hold is refused the same way, with 507.
         """
         if self._bodyRefused:
             return
         self._bodyReceived += len(data)
         channel: Any = self.channel
         limit = getattr(getattr(channel, "site", None), "maxBodySize", 0)
-        if limit and self._bodyReceived > limit:
+        code = 413 if limit and self._bodyReceived > limit else 0
+        if not code:
+            try:
+                super().handleContentChunk(data)
+            except SpoolError as e:
+                code = e.report(self)
+        if code:
             refuse = getattr(channel, "refuse", None)
             if refuse is not None:
-                refuse(413)
+                refuse(code)
             else:
+                self._refusalCode = code
                 self._refuseBody()
-            return
-        super().handleContentChunk(data)
 
     def _refuseBody(self) -> None:
         """
@@ -408,11 +416,13 @@ class CGIServeSite(Site):
         """
         Where a request body is kept until it is used: in memory when small,
         otherwise in a temporary file, including a chunked body whose length
-        is not announced (Twisted keeps those in memory).
+        is not announced (Twisted keeps those in memory). The file is
+        written unbuffered, so a full disk is known (and refused with 507)
+        at the chunk that fills it.
         """
         if length is not None and length <= _IN_MEMORY:
             return BytesIO()
-        return tempfile.SpooledTemporaryFile(max_size=_IN_MEMORY)
+        return cast(IO[bytes], BodySpool(_IN_MEMORY))
 
     def stopFactory(self) -> None:
         if self._sweeper is not None and self._sweeper.running:

@@ -30,6 +30,7 @@ from twisted_cgiserve._listen import (
     endpointFor,
     parsePort,
 )
+from twisted_cgiserve._logfile import NODE_LOGGER, openNodeLog
 from twisted_cgiserve._reload import ReloadService
 from twisted_cgiserve._resource import makeRootResource
 from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
@@ -407,17 +408,31 @@ class Options(usage.Options):
 
     def _chooseLogger(self) -> None:
         """
-        Under systemd, write the journal's format (no timestamps, priority
-        prefixes) when twistd would log to a standard output that is the
-        journal and no other logger was asked for.
+        Replace twistd's log observer where it would do harm, unless another
+        logger (or syslog) was asked for:
+
+          - Under systemd, write the journal's format (no timestamps,
+            priority prefixes) when twistd would log to a standard output
+            that is the journal.
+          - A C{--logfile} that is a character device (C{/dev/null}) or a
+            FIFO is written to as it is: twistd's would rotate it by
+            renaming it, replacing C{/dev/null} with a regular file for the
+            whole machine.
         """
         parent = getattr(self, "parent", None)
-        if parent is None or parent.get("logger") is not None:
+        if parent is None or parent.get("logger") is not None or parent.get("syslog"):
             return
-        toStdout = parent.get("nodaemon") and parent.get("logfile") in (None, "", "-")
-        if toStdout and not parent.get("syslog") and logsToJournal():
-            # twistd resolves this name in its own postOptions, after ours.
-            parent["logger"] = JOURNALD_LOGGER
+        # twistd resolves these names in its own postOptions, after ours.
+        logfile = parent.get("logfile")
+        if logfile in (None, "", "-"):
+            if parent.get("nodaemon") and logsToJournal():
+                parent["logger"] = JOURNALD_LOGGER
+            return
+        try:
+            if openNodeLog(logfile):
+                parent["logger"] = NODE_LOGGER
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
 
     def settings(self) -> Settings:
         """
