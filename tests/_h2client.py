@@ -15,6 +15,8 @@ import time
 import h2.config
 import h2.connection
 import h2.events
+import h2.exceptions
+import h2.settings
 
 
 class H2Client:
@@ -22,7 +24,12 @@ class H2Client:
     One TLS connection speaking HTTP/2, driven step by step.
     """
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, window: int | None = None) -> None:
+        """
+        Connect and send the preface; with C{window}, advertise that
+        flow-control window for the connection and every stream (up to
+        2**31-1: a client that lets the server send as much as it likes).
+        """
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -33,6 +40,12 @@ class H2Client:
         config = h2.config.H2Configuration(client_side=True)
         self.conn = h2.connection.H2Connection(config)
         self.conn.initiate_connection()
+        if window is not None:
+            self.conn.update_settings(
+                {h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: window}
+            )
+            if window > 65535:
+                self.conn.increment_flow_control_window(window - 65535)
         self.flush()
         self.nextStream = 1
 
@@ -59,6 +72,30 @@ class H2Client:
             self.conn.reset_stream(stream)
         return stream
 
+    def acknowledge(self, event: h2.events.DataReceived) -> None:
+        """
+        Give the server back the window a DATA frame used (only the
+        connection's, for a stream this client has reset).
+        """
+        size = event.flow_controlled_length
+        try:
+            self.conn.acknowledge_received_data(size, event.stream_id)
+        except h2.exceptions.StreamClosedError:
+            if size:
+                self.conn.increment_flow_control_window(size)
+
+    def ping(self) -> None:
+        """
+        Send a PING (and whatever else is pending), as a client keeping an
+        idle connection alive does.
+        """
+        self.conn.ping(b"12345678")
+        self.flush()
+
+    def reset(self, stream: int) -> None:
+        self.conn.reset_stream(stream)
+        self.flush()
+
     def frame(self, kind: int, flags: int, stream: int, payload: bytes) -> bytes:
         """
         A raw frame, for what the h2 library itself refuses to send.
@@ -70,10 +107,14 @@ class H2Client:
             + payload
         )
 
-    def events(self, until: type, timeout: float = 10) -> list[object]:
+    def events(
+        self, until: type, timeout: float = 10, *, ack: bool = True
+    ) -> list[object]:
         """
         Read until an event of type C{until} arrives or the server closes
-        (then the list ends with C{"EOF"}).
+        (then the list ends with C{"EOF"}); without C{ack}, the data read
+        does not reopen the flow-control windows (a client that does not
+        consume what it receives).
         """
         deadline = time.monotonic() + timeout
         seen: list[object] = []
@@ -90,10 +131,8 @@ class H2Client:
                 break
             for event in self.conn.receive_data(data):
                 seen.append(event)
-                if isinstance(event, h2.events.DataReceived):
-                    self.conn.acknowledge_received_data(
-                        event.flow_controlled_length, event.stream_id
-                    )
+                if ack and isinstance(event, h2.events.DataReceived):
+                    self.acknowledge(event)
             try:
                 self.flush()
             except OSError:

@@ -16,8 +16,11 @@ from hypothesis import strategies as st
 
 from helpers import body, header, makeRequest, render
 from twisted_cgiserve import Settings, StaticResource, makeRootResource
+from twisted_cgiserve._cgidispatch import cgiDirectoryFor
 from twisted_cgiserve._errors import statusPhrase
 from twisted_cgiserve._mime import guessContentType
+from twisted_cgiserve._paths import BadRequestPath, resolvePath
+from twisted_cgiserve._static import DEFAULT_CGI_DIRECTORIES, resourcePath
 
 
 @pytest.fixture
@@ -291,6 +294,149 @@ def test_cgiDirectoryNotServedAsFiles(root: Path) -> None:
         assert b"secret" not in body(request)
     plain = makeRootResource(str(root), Settings(cgiEnabled=False))
     assert body(render(plain, makeRequest(b"/cgi-bin/s.sh"))) == b"#!/bin/sh\nsecret\n"
+
+
+SECRET = b"#!/bin/sh\nSECRET-SOURCE\n"
+
+
+def _scriptTree(root: Path) -> None:
+    """
+    Scripts in both default CGI directories, and a C{CGI-BIN} that is the
+    same directory, as it is on a case-insensitive file system.
+    """
+    for name in ("cgi-bin", "htbin"):
+        (root / name).mkdir(exist_ok=True)
+        (root / name / "s.sh").write_bytes(SECRET)
+    if not (root / "CGI-BIN").exists():
+        (root / "CGI-BIN").symlink_to("cgi-bin")
+
+
+def test_staticRefusesCGIDirectories(root: Path) -> None:
+    """
+    L{StaticResource} answers 404 below the default CGI directories, listings
+    included, and below a case variant of one; other files are served.
+    """
+    _scriptTree(root)
+    resource = StaticResource(str(root))
+    for uri in (b"/cgi-bin/s.sh", b"/htbin/s.sh", b"/cgi-bin/", b"/CGI-BIN/s.sh"):
+        for method in (b"GET", b"HEAD"):
+            request = _get(resource, uri, method=method)
+            assert request.responseCode == 404, uri
+            assert b"SECRET-SOURCE" not in body(request)
+            assert b"s.sh" not in body(request)
+    assert _get(resource, b"/cgi-bin").responseCode == 301
+    assert body(_get(resource, b"/a.txt")) == b"hello\n"
+    mounted = _get(resource, b"/assets/cgi-bin/s.sh", prepath=[b"assets"])
+    assert mounted.responseCode == 404
+
+
+def test_defaultCGIDirectories(root: Path) -> None:
+    """
+    Unless told otherwise, L{StaticResource} assumes the CGI directories
+    L{Settings} does.
+    """
+    assert Settings().cgiDirectories == DEFAULT_CGI_DIRECTORIES
+    assert StaticResource(str(root)).cgiDirectories == Settings().cgiDirectories
+
+
+def test_staticCGIDirectoriesGiven(root: Path) -> None:
+    """
+    Told which CGI directories the tree has, L{StaticResource} refuses those
+    instead of the defaults; told it has none, it refuses nothing. A bad
+    directory is refused as L{Settings} refuses it.
+    """
+    _scriptTree(root)
+    (root / "sub" / "scripts").mkdir()
+    (root / "sub" / "scripts" / "x.sh").write_bytes(SECRET)
+    resource = StaticResource(str(root), cgiDirectories=["/sub/scripts/"])
+    assert resource.cgiDirectories == ("/sub/scripts",)
+    assert _get(resource, b"/sub/scripts/x.sh").responseCode == 404
+    assert _get(resource, b"/sub/SCRIPTS/x.sh").responseCode == 404
+    assert body(_get(resource, b"/cgi-bin/s.sh")) == SECRET
+    assert body(_get(resource, b"/sub/scriptsx")) != SECRET
+    everything = StaticResource(str(root), cgiDirectories=())
+    assert body(_get(everything, b"/cgi-bin/s.sh")) == SECRET
+    assert b"s.sh" in body(_get(everything, b"/htbin/"))
+    for bad in ("cgi-bin", "/", "/a/../b", "/a%2fb"):
+        with pytest.raises(ValueError):
+            StaticResource(str(root), cgiDirectories=[bad])
+
+
+def test_rootStaticHalfRefusesCaseVariants(root: Path) -> None:
+    """
+    The root resource's static half knows the root's CGI directories: a case
+    variant, which CGI dispatch does not take (it matches case-sensitively,
+    as http.server does) but a case-insensitive file system opens as the
+    script, is not found. With CGI off the directories are plain ones.
+    """
+    _scriptTree(root)
+    request = render(makeRootResource(str(root)), makeRequest(b"/CGI-BIN/s.sh"))
+    assert request.responseCode == 404
+    assert b"SECRET-SOURCE" not in body(request)
+    plain = makeRootResource(str(root), Settings(cgiEnabled=False))
+    assert body(render(plain, makeRequest(b"/CGI-BIN/s.sh"))) == SECRET
+    assert body(render(plain, makeRequest(b"/htbin/s.sh"))) == SECRET
+
+
+def _encodeSome(text: str, picks: list[int]) -> str:
+    """
+    C{text} with the characters at the positions in C{picks} percent-encoded
+    (upper- or lower-case hex by parity).
+    """
+    out = []
+    for i, c in enumerate(text):
+        if i in picks:
+            escaped = f"%{ord(c):02X}"
+            out.append(escaped if i % 2 else escaped.lower())
+        else:
+            out.append(c)
+    return "".join(out)
+
+
+_CGI_SEGMENTS = ["cgi-bin", "CGI-BIN", "Cgi-Bin", "htbin", "HTBin", "s.sh", "S.SH"]
+_spelling = st.tuples(
+    st.lists(
+        st.sampled_from(
+            [*_CGI_SEGMENTS, "..", ".", "", "%2e%2e", "%2E", "sub", "%2f", "a.txt"]
+        ),
+        max_size=6,
+    ),
+    st.lists(st.integers(min_value=0, max_value=60), max_size=6),
+    st.sampled_from(["", "/", "?q", "%2f", "//"]),
+    st.booleans(),
+).map(
+    lambda t: (_encodeSome("/" + "/".join(t[0]), t[1]) + t[2], t[3])
+)  # fmt: skip
+
+
+@settings(
+    max_examples=400,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(_spelling)
+def test_staticNeverServesCGIDirectory(root: Path, case: tuple[str, bool]) -> None:
+    """
+    However the path is spelt (percent-encoded letters and slashes, dot
+    segments, empty segments, case), mounted or not, L{StaticResource} never
+    sends a file below a CGI directory, and refuses everything CGI dispatch
+    would take.
+    """
+    uri, mounted = case
+    _scriptTree(root)
+    resource = StaticResource(str(root))
+    raw = uri.encode()
+    prepath = [b"assets"] if mounted else []
+    if mounted:
+        raw = b"/assets" + raw
+    for method in (b"GET", b"HEAD"):
+        request = _get(resource, raw, method=method, prepath=prepath)
+        assert b"SECRET-SOURCE" not in body(request)
+    try:
+        resolved = resolvePath(resourcePath(request))
+    except BadRequestPath:
+        return
+    if cgiDirectoryFor(resolved, resource.cgiDirectories) is not None:
+        assert request.responseCode == 404
 
 
 def test_settingsValidateCGIDirectories() -> None:

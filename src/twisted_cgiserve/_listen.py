@@ -16,10 +16,15 @@ SIGHUP) instead of Twisted's load-once defaults.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import errno
 import ipaddress
+import logging
+import os
 import socket
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -34,7 +39,7 @@ from twisted.internet.endpoints import (
     serverFromString,
     wrapServerTLS,
 )
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ReactorNotRunning
 from twisted.internet.interfaces import (
     IListeningPort,
     IOpenSSLServerConnectionCreator,
@@ -46,7 +51,13 @@ from twisted.python.failure import Failure
 
 from twisted_cgiserve._tls import TLSFiles
 
-__all__ = ["ListenSpec", "ListeningService", "endpointFor", "parsePort"]
+__all__ = [
+    "ListenSpec",
+    "ListeningService",
+    "endpointFor",
+    "exitAfterStop",
+    "parsePort",
+]
 
 _log = Logger()
 
@@ -305,14 +316,80 @@ def _describe(port: IListeningPort, secure: bool) -> str:
     )
 
 
+# The status the process exits with once twistd has finished, if a port
+# failed while the reactor ran; and whether the handler that does it is
+# installed.
+_exitStatus: list[int] = []
+_exitHandler: list[bool] = []
+
+
+def _exitWithStatus() -> None:
+    """
+    At interpreter exit, after twistd has stopped the reactor, removed its
+    pidfile and logged its last line: exit with the status a failed port
+    asked for.
+
+    twistd has no way to be told an exit status (it only re-raises the
+    signal that stopped the reactor), and the reactor logs and swallows
+    every exception, C{SystemExit} included. So the process ends here, the
+    last thing it does: the standard streams and the C{logging} handlers
+    (whose own exit handler was registered earlier, so runs later) are
+    flushed first.
+    """
+    if not _exitStatus:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr, sys.__stdout__, sys.__stderr__):
+        try:
+            if stream is not None:
+                stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(_exitStatus[0])
+
+
+def _prepareExit() -> None:
+    """
+    Install L{_exitWithStatus}, once, early in the process's life: exit
+    handlers run last registered first, and this one must run last.
+    """
+    if not _exitHandler:
+        atexit.register(_exitWithStatus)
+        _exitHandler.append(True)
+
+
+def exitAfterStop(status: int, reactor: Any) -> None:
+    """
+    Stop the reactor (services stop as on SIGTERM: requests in progress on
+    the other ports get the grace period) and make the process exit with
+    C{status}. Only the first call counts.
+    """
+    _prepareExit()
+    if _exitStatus:
+        return
+    _exitStatus.append(status)
+    if reactor.running:
+        _stop(reactor)
+    else:
+        reactor.callWhenRunning(_stop, reactor)
+
+
+def _stop(reactor: Any) -> None:
+    # Perhaps stopping already (SIGTERM).
+    with contextlib.suppress(ReactorNotRunning):
+        reactor.stop()
+
+
 class ListeningService(Service):
     """
     Listen on one endpoint while running.
 
-    A port that cannot be bound ends the process with a one-line message and
-    exit status 1 (twistd would otherwise print a traceback, or with a bare
-    endpoint service keep running without the port: a silent failure under
-    systemd).
+    A port that cannot be bound ends the process with a one-line message on
+    standard error and exit status 1: twistd would otherwise print a
+    traceback or, when the endpoint's L{Deferred} fails later (an endpoint
+    that binds asynchronously, as third-party endpoint plugins may: Twisted's
+    own bind at once), log an "Unhandled error" and keep running without
+    the port, a silent failure under systemd.
     """
 
     def __init__(
@@ -320,57 +397,98 @@ class ListeningService(Service):
         spec: ListenSpec,
         endpoint: IStreamServerEndpoint,
         factory: IProtocolFactory,
+        reactor: Any = None,
+        exitWith: Callable[[int], None] | None = None,
     ) -> None:
+        """
+        @param reactor: Stopped when the endpoint fails asynchronously
+            (default: the global reactor).
+        @param exitWith: Called with the exit status when the endpoint fails
+            asynchronously (default: L{exitAfterStop}).
+        """
         self.spec = spec
         self.endpoint = endpoint
         self.factory = factory
         self.port: IListeningPort | None = None
-        self._listening: defer.Deferred[IListeningPort] | None = None
+        self._reactor = reactor
+        self._exitWith = exitWith
+        self._listening: defer.Deferred[Any] | None = None
+        self._outcome: IListeningPort | Failure | None = None
+        self._waiting: list[defer.Deferred[IListeningPort]] = []
+        self._synchronous = False
+        self._stopping = False
 
     def privilegedStartService(self) -> None:
         super().privilegedStartService()
-        outcome: list[IListeningPort | Failure] = []
-        self._listening = self.endpoint.listen(self.factory)
-        self._listening.addBoth(outcome.append)
-        if not outcome:
-            # An endpoint that binds asynchronously: report when it does.
-            self._listening.addCallbacks(self._listened, self._failed)
-        elif isinstance(outcome[0], Failure):
-            self._failed(outcome[0])
-        else:
-            self._listened(outcome[0])
+        if self._exitWith is None:
+            _prepareExit()
+        self._stopping = False
+        self._outcome = None
+        self._synchronous = True
+        try:
+            try:
+                listening: defer.Deferred[Any] = self.endpoint.listen(self.factory)
+            except Exception:
+                listening = defer.fail()
+            self._listening = listening.addCallbacks(self._listened, self._failed)
+        finally:
+            self._synchronous = False
+        if isinstance(self._outcome, Failure):
+            # Before the reactor runs: twistd lets this end the process with
+            # status 1, and nothing has started yet.
+            raise SystemExit(1)
 
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
+        self._outcome = port
         _log.info("{line}", line=_describe(port, self.spec.secure))
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.callback(port)
 
     def _failed(self, failure: Failure) -> None:
+        if self._stopping and failure.check(defer.CancelledError):
+            return
+        self._outcome = failure
         reason = failure.value
         why: object = reason
         if isinstance(reason, CannotListenError) and reason.socketError:
             why = getattr(reason.socketError, "strerror", None) or reason.socketError
+        message = f"twistd cgiserve: cannot listen on {self.spec}: {why}"
         # The real standard error: twistd has redirected sys.stderr into its
         # log by now, and this line is for the person at the terminal.
         stderr = sys.__stderr__ or sys.stderr
-        stderr.write(f"twistd cgiserve: cannot listen on {self.spec}: {why}\n")
+        stderr.write(message + "\n")
         stderr.flush()
-        raise SystemExit(1)
+        waiting, self._waiting = self._waiting, []
+        for d in waiting:
+            d.errback(failure)
+        if self._synchronous:
+            return
+        # The reactor runs: log it too (the terminal may be long gone), and
+        # stop it; the process then exits 1.
+        _log.error("{message}; stopping.", message=message)
+        if self._exitWith is not None:
+            self._exitWith(1)
+        else:
+            reactor = self._reactor
+            if reactor is None:
+                from twisted.internet import reactor  # noqa: PLC0415
+            exitAfterStop(1, reactor)
 
     def whenListening(self) -> defer.Deferred[IListeningPort]:
         """
-        A L{Deferred} that fires with the port once it listens.
+        A L{Deferred} that fires with the port once it listens, or fails
+        with the reason it could not.
         """
-        if self.port is not None:
-            return defer.succeed(self.port)
+        if isinstance(self._outcome, Failure):
+            return defer.fail(self._outcome)
+        if self._outcome is not None:
+            return defer.succeed(self._outcome)
         if self._listening is None:
             return defer.fail(RuntimeError("not started"))
         d: defer.Deferred[IListeningPort] = defer.Deferred()
-
-        def listened(port: IListeningPort) -> IListeningPort:
-            d.callback(port)
-            return port
-
-        self._listening.addCallback(listened)
+        self._waiting.append(d)
         return d
 
     def address(self) -> str:
@@ -388,7 +506,12 @@ class ListeningService(Service):
 
     def stopService(self) -> defer.Deferred[None] | None:
         super().stopService()
+        self._stopping = True
         if self.port is not None:
             port, self.port = self.port, None
+            self._outcome = None
             return port.stopListening()
+        if self._listening is not None and self._outcome is None:
+            # Still binding: give up on it.
+            self._listening.cancel()
         return None

@@ -38,6 +38,12 @@ class _Root(Resource):
             directory,
             indexNames=settings.indexNames,
             listDirectories=settings.listDirectories,
+            # CGI dispatch takes these paths before the static half sees
+            # them, except spellings only a case-insensitive file system
+            # equates (/CGI-BIN/x): refused there too. With CGI off they
+            # are plain directories.
+            cgiDirectories=settings.cgiDirectories if settings.cgiEnabled else (),
+            reactor=reactor,
         )
         self._cgi = CGIHandler(
             directory,

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import os
 import stat
+import unicodedata
 from collections.abc import Sequence
+from typing import Any
 
 from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
@@ -29,7 +31,7 @@ from twisted_cgiserve._conditional import (
 )
 from twisted_cgiserve._errors import sendError
 from twisted_cgiserve._filecache import FileCache
-from twisted_cgiserve._listing import renderListing
+from twisted_cgiserve._listing import SMALL_ENTRIES, ListingBuilder, Listings
 from twisted_cgiserve._mime import guessContentType
 from twisted_cgiserve._paths import (
     BadRequestPath,
@@ -39,8 +41,12 @@ from twisted_cgiserve._paths import (
     splitTarget,
 )
 from twisted_cgiserve._ranges import parseRange
+from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
 
-__all__ = ["StaticResource", "refuseMethod", "resourcePath"]
+__all__ = ["DEFAULT_CGI_DIRECTORIES", "StaticResource", "refuseMethod", "resourcePath"]
+
+# The CGI directories a tree has unless told otherwise: Settings' default.
+DEFAULT_CGI_DIRECTORIES: tuple[str, ...] = Settings().cgiDirectories
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 _INTERESTING = frozenset(
@@ -97,6 +103,39 @@ def _boundary(etag: bytes) -> bytes:
     return b"cgiserve-" + etag.strip(b'"').replace(b"-", b"")
 
 
+def _fold(word: str) -> str:
+    """
+    A path segment as a case-insensitive file system compares it (macOS,
+    Windows, FAT and exFAT volumes, ext4 C{casefold} directories): there,
+    C{/CGI-BIN/s.sh} is the script's file, although http.server (and CGI
+    dispatch here) match C{/cgi-bin} case-sensitively.
+    """
+    if word.isascii():
+        return word.lower()
+    return unicodedata.normalize("NFC", word).casefold()
+
+
+def _inDirectories(
+    resolved: ResolvedPath, directories: tuple[tuple[str, ...], ...]
+) -> bool:
+    """
+    Whether C{resolved} names something inside one of C{directories}
+    (folded segments), or the directory itself with its slash: what CGI
+    dispatch would take, plus every case variant of it. The directory
+    without its slash is only redirected, as for any directory.
+    """
+    segments = resolved.segments
+    for parts in directories:
+        depth = len(parts)
+        if len(segments) < depth or (
+            len(segments) == depth and not resolved.trailingSlash
+        ):
+            continue
+        if all(_fold(segments[i]) == part for i, part in enumerate(parts)):
+            return True
+    return False
+
+
 def refuseMethod(request: IRequest) -> int:
     """
     Answer a method static files do not support with http.server's 501.
@@ -114,12 +153,23 @@ class StaticResource(Resource):
     found} for anything missing or unreadable, and C{501} for methods other
     than GET and HEAD. Mount it anywhere in a resource tree.
 
+    The CGI directories of the tree are never served: a script's source is
+    what http.server's CGI mode exists to keep private, and a resource
+    mounted over the same tree as L{makeRootResource
+    <twisted_cgiserve.makeRootResource>} (or over a tree copied from an
+    http.server site) would otherwise hand it out. Their files and listings
+    are not found (C{404}), however the path is spelt.
+
     @ivar path: The directory served, absolute.
     @ivar indexNames: The files tried, in order, for a directory.
     @ivar listDirectories: Whether a directory without an index file is
         listed (otherwise it is not found).
     @ivar cache: Contents of small files, validated by a C{stat} on every
         request (see L{twisted_cgiserve._filecache}).
+    @ivar cgiDirectories: The URL paths, below where this resource is
+        mounted, that it refuses to serve.
+    @ivar smallListing: Directories with at most this many entries are
+        listed at once; larger ones in a worker thread.
     """
 
     isLeaf = True
@@ -131,12 +181,30 @@ class StaticResource(Resource):
         indexNames: Sequence[str] = ("index.html", "index.htm"),
         listDirectories: bool = True,
         cache: FileCache | None = None,
+        cgiDirectories: Sequence[str] = DEFAULT_CGI_DIRECTORIES,
+        reactor: Any = None,
     ) -> None:
+        """
+        @param cgiDirectories: The CGI directories of the tree, as in
+            L{Settings.cgiDirectories <twisted_cgiserve.Settings>} (default:
+            its default, C{/cgi-bin} and C{/htbin}); C{()} if it has none.
+        @param reactor: Delivers listings built in a worker thread (default:
+            the global reactor).
+        @raise ValueError: A CGI directory is not a normalised absolute URL
+            path.
+        """
         super().__init__()
         self.path = os.path.abspath(path)
         self.indexNames = tuple(indexNames)
         self.listDirectories = listDirectories
         self.cache = cache if cache is not None else FileCache()
+        self.cgiDirectories = tuple(normaliseCGIDirectory(d) for d in cgiDirectories)
+        self._refused = tuple(
+            tuple(_fold(word) for word in d.strip("/").split("/"))
+            for d in self.cgiDirectories
+        )
+        self.smallListing = SMALL_ENTRIES
+        self._listings = Listings(reactor)
 
     def render(self, request: IRequest) -> int:
         """
@@ -155,6 +223,8 @@ class StaticResource(Resource):
         Serve a GET or HEAD whose path the caller already resolved (a
         dispatcher in front of this resource resolves each request once).
         """
+        if self._refused and _inDirectories(resolved, self._refused):
+            return sendError(request, 404, "File not found")
         fsPath = os.path.join(self.path, *resolved.segments)
         return self.renderPath(request, fsPath, resolved.trailingSlash)
 
@@ -196,14 +266,29 @@ class StaticResource(Resource):
             return sendError(request, 404, "File not found")
         path, _query = splitTarget(collapseLeadingSlashes(request.uri))
         try:
-            body = renderListing(fsPath, path)
+            builder = ListingBuilder(fsPath, path)
+            try:
+                small = builder.probe(self.smallListing)
+                if small:
+                    for _ in builder.steps():
+                        pass
+            finally:
+                builder.close()
         except (OSError, ValueError):
             return sendError(request, 404, "No permission to list directory")
         request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"content-length", b"%d" % (len(body),))
-        if request.method != b"HEAD":
-            request.write(body)
-        request.finish()
+        if small:
+            body = builder.body()
+            request.setHeader(b"content-length", b"%d" % (len(body),))
+            sendBody(request, body, [(0, len(body))])
+        elif request.method == b"HEAD":
+            # Its length would cost as much as building it, and a HEAD
+            # response may leave Content-Length out (RFC 9110 section 8.6).
+            request.finish()
+        else:
+            # Built again from the start in a worker thread, so that a
+            # listing waiting its turn holds no descriptor and no memory.
+            self._listings.build(request, fsPath, path)
         return NOT_DONE_YET
 
     def _open(
