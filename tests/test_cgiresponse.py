@@ -5,11 +5,14 @@ its body.
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from twisted_cgiserve._cgiresponse import (
+    MAX_CONTENT_LENGTH_DIGITS,
     MAX_HEAD,
     HeadParser,
     MalformedHead,
@@ -254,3 +257,68 @@ def test_parseHeadDirect() -> None:
     L{parseHead} parses a block without its terminating blank line.
     """
     assert parseHead(b"Status: 204").status == 204
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        b"9" * 5000,
+        b"0" * 5000 + b"1",
+        b"1" * (MAX_CONTENT_LENGTH_DIGITS + 1),
+    ],
+)
+def test_longContentLength(value: bytes) -> None:
+    """
+    A Content-Length longer than any real length (past 4300 digits Python
+    cannot even convert it, and the request hung) is a malformed head: 502.
+    """
+    with pytest.raises(MalformedHead, match="Content-Length"):
+        HeadParser().feed(b"Content-Type: a/b\nContent-Length: " + value + b"\n\n")
+
+
+def test_longestContentLength() -> None:
+    """
+    A Content-Length of L{MAX_CONTENT_LENGTH_DIGITS} digits is a length.
+    """
+    head, _ = _parse(
+        b"Content-Type: a/b\nContent-Length: "
+        + b"9" * MAX_CONTENT_LENGTH_DIGITS
+        + b"\n\n"
+    )
+    assert head.contentLength == 10**MAX_CONTENT_LENGTH_DIGITS - 1
+
+
+@pytest.mark.parametrize("value", [b"2" * 5000, b"200" + b"0" * 5000, b"0" * 5000])
+def test_longStatus(value: bytes) -> None:
+    """
+    A Status that is not three digits is malformed, however long.
+    """
+    with pytest.raises(MalformedHead, match="Status"):
+        HeadParser().feed(b"Status: " + value + b" OK\nContent-Type: a/b\n\n")
+
+
+_number = st.one_of(
+    st.integers(0, 10**25).map(lambda n: b"%d" % n),
+    st.integers(1, 6000).map(lambda n: b"9" * n),
+    st.binary(max_size=10),
+)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"Status", b"Content-Length", b"Content-Type", b"X"]),
+            _number,
+        ),
+        max_size=4,
+    )
+)
+def test_numbersNeverCrash(fields: list[tuple[bytes, bytes]]) -> None:
+    """
+    Whatever numbers a script writes in its head, parsing gives a head or
+    refuses it (502): it never raises anything else (a ValueError left the
+    request hanging).
+    """
+    block = b"".join(name + b": " + value + b"\n" for name, value in fields)
+    with contextlib.suppress(MalformedHead):
+        HeadParser().feed(block + b"Content-Type: a/b\n\n")

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 __all__ = [
+    "MAX_CONTENT_LENGTH_DIGITS",
     "MAX_HEAD",
     "CGIHead",
     "HeadParser",
@@ -27,6 +28,11 @@ __all__ = [
 # The most a script may write before its blank line; more is a 502, as in
 # lighttpd, so a script that never ends its headers cannot fill memory.
 MAX_HEAD = 64 * 1024
+
+# The most digits a script's Content-Length may have (up to about 10**18
+# bytes, as a 64-bit length allows): a longer one is no real length, and
+# past 4300 digits Python refuses to convert it at all.
+MAX_CONTENT_LENGTH_DIGITS = 18
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 # A final status: an interim (1xx) one cannot end a response, and codes
@@ -210,7 +216,11 @@ def parseHead(block: bytes) -> CGIHead:
                 raise MalformedHead("empty Location header")
             head.location = value
         elif lowered == b"content-length":
-            if head.contentLength is not None or not value.isdigit():
+            if (
+                head.contentLength is not None
+                or not value.isdigit()
+                or len(value) > MAX_CONTENT_LENGTH_DIGITS
+            ):
                 raise MalformedHead(f"invalid Content-Length: {value[:80]!r}")
             head.contentLength = int(value)
         elif lowered in _HOP_BY_HOP or lowered in _SERVER_OWNED:
