@@ -119,6 +119,9 @@ class CGIHandler:
         self.user = user
         self.timeout = timeout
         self.maxProcesses = maxProcesses
+        # Every run until nothing of its process group is left: what a
+        # script leaves behind after its response counts against
+        # maxProcesses until it is gone.
         self.running: set[ScriptRun] = set()
         self._siteRoot = siteRoot
         if reactor is None:
@@ -219,8 +222,9 @@ class CGIHandler:
 
     def stopAll(self) -> Deferred[object]:
         """
-        End every running script (SIGTERM to its process group, SIGKILL
-        after a grace); fires when all have ended.
+        End every running script, and whatever is left of the process group
+        of a script whose response is over (SIGTERM to the group, SIGKILL
+        after a grace); fires when every group is gone and reaped.
         """
         runs = list(self.running)
         for run in runs:

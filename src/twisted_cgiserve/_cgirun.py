@@ -7,18 +7,24 @@ Both directions have flow control: the body is fed from Twisted's spooled
 request content only as fast as the script reads it, and when the client is
 slow the script's output pipe is no longer read, so the script blocks in
 C{write} and the server's memory stays bounded however much it writes.
+
+The response ends at the end of the script's standard output, as with
+Apache and lighttpd, whether or not the script has exited: a script may
+answer, close its output and go on working. Whatever is left of its process
+group once the response is over (the script itself, or what it started)
+is ended by C{--cgi-timeout} counted from the end of the response, without
+touching the response; an error, a timeout, a client that goes away and
+the server's shutdown end the whole group at once (see L{ScriptProcess}).
 """
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from typing import IO, Any, cast
 
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
@@ -99,7 +105,7 @@ class ScriptRun(ProcessProtocol):
         self._failed = False
         self._stopping = False
         self._reactor = reactor
-        self._killer: Any = None
+        self._lingerTimer: Any = None
         self._outputDone = False
         self._exitReason: Failure | None = None
         self._finished = False
@@ -216,6 +222,7 @@ class ScriptRun(ProcessProtocol):
         self._finished = True
         self._releaseProducer()
         self.request.finish()
+        self._lingerFromNow()
 
     def _rawWrite(self, data: bytes) -> None:
         """
@@ -271,9 +278,8 @@ class ScriptRun(ProcessProtocol):
 
     def processExited(self, reason: Failure) -> None:
         """
-        Log how the script ended; the response ends once its output has
-        closed too (not its standard error, which a background child of the
-        script may keep open).
+        Log how the script ended; a response whose output ended before its
+        head was complete (or was closed by the server) is decided now.
         """
         self._exitReason = reason
         value = reason.value
@@ -292,10 +298,8 @@ class ScriptRun(ProcessProtocol):
         if self._stderr:
             self._logStderr(self._stderr)
             self._stderr = b""
-        if self._killer is not None and self._killer.active():
-            self._killer.cancel()
-        self._killer = None
         self._cancelTimer()
+        self._cancelLinger()
         self.ended.callback(None)
 
     # The inactivity timeout
@@ -305,7 +309,7 @@ class ScriptRun(ProcessProtocol):
         (Re)start the inactivity timer: the script has shown life.
         """
         self._cancelTimer()
-        if self._timeout and not self._paused and not self._stopping:
+        if self._timeout and not (self._paused or self._stopping or self._finished):
             self._timer = self._reactor.callLater(self._timeout, self._timedOut)
 
     def _cancelTimer(self) -> None:
@@ -349,24 +353,40 @@ class ScriptRun(ProcessProtocol):
 
     def _maybeEnd(self) -> None:
         """
-        End the response when the script has both closed its output and
-        exited.
+        End the response at the end of the script's output, even if the
+        script (or what it started) still runs. Only output that ended
+        before the head was complete, or that the server closed itself, waits
+        for the script's exit: how it ended decides what the client gets.
+        (When the script's exit is what closed its output, the transport
+        reports the exit first.)
         """
-        if not self._outputDone or self._exitReason is None:
+        if not self._outputDone:
             return
         if self._clientGone or self._failed or self._finished:
+            return
+        exitReason = self._exitReason
+        if exitReason is None and (
+            self._stopping or (self._head is None and not self._nph)
+        ):
             return
         if self._nph:
             self._finished = True
             self._endNPH()
+            self._lingerFromNow()
             return
         if self._head is None:
+            if self._shuttingDown:
+                self._finished = True
+                sendError(self.request, 503, "Server shutting down")
+                return
             try:
                 self._parser.finish()
             except MalformedHead as e:
                 self._badGateway(str(e))
             return
-        signal = getattr(self._exitReason.value, "signal", None)
+        signal = (
+            None if exitReason is None else getattr(exitReason.value, "signal", None)
+        )
         if signal is not None and not self.request.startedWriting:
             # Nothing has been sent yet (headers go out with the first body
             # byte): the client can still get a status.
@@ -381,6 +401,7 @@ class ScriptRun(ProcessProtocol):
                     pid=self._pid,
                 )
                 sendError(self.request, 502, "Bad Gateway", "The CGI script failed")
+            self._stopScript()
             return
         if signal is not None or (self._remaining is not None and self._remaining > 0):
             # The body is incomplete: closing the connection is the only way
@@ -393,6 +414,7 @@ class ScriptRun(ProcessProtocol):
             self._finished = True
             self._releaseProducer()
             abortResponse(self.request)
+            self._stopScript()
             return
         self._endResponse()
 
@@ -425,28 +447,58 @@ class ScriptRun(ProcessProtocol):
 
     def _stopScript(self) -> None:
         """
-        End the script and what it started: SIGTERM to its process group,
-        SIGKILL after L{KILL_GRACE} seconds if it is still there.
+        End the script and what it started, even if the script itself has
+        exited: SIGTERM to its process group, SIGKILL after L{KILL_GRACE}
+        seconds if any of it is still there.
         """
         transport: Any = self.transport
         if transport is None or self._stopping:
             return
         self._stopping = True
-        transport.loseConnection()
-        with contextlib.suppress(ProcessExitedAlready):
-            transport.signalProcess("TERM")
-            self._killer = self._reactor.callLater(KILL_GRACE, self._kill)
+        self._cancelTimer()
+        self._cancelLinger()
+        transport.terminate(KILL_GRACE).addCallback(self._terminated)
 
-    def _kill(self) -> None:
-        self._killer = None
-        transport: Any = self.transport
-        with contextlib.suppress(ProcessExitedAlready):
-            transport.signalProcess("KILL")
+    def _terminated(self, killed: bool) -> None:
+        if killed:
             _log.warn(
                 "{script} [{pid}] did not end on SIGTERM; killed",
                 script=self.scriptName,
                 pid=self._pid,
             )
+
+    # What lingers after the response
+
+    def _lingerFromNow(self) -> None:
+        """
+        The response is over, but the script or what it started may still
+        run: from now on --cgi-timeout bounds how long.
+        """
+        self._cancelTimer()
+        if (
+            self._timeout
+            and not self._stopping
+            and self._lingerTimer is None
+            and not self.ended.called
+        ):
+            self._lingerTimer = self._reactor.callLater(self._timeout, self._lingered)
+
+    def _cancelLinger(self) -> None:
+        if self._lingerTimer is not None:
+            if self._lingerTimer.active():
+                self._lingerTimer.cancel()
+            self._lingerTimer = None
+
+    def _lingered(self) -> None:
+        self._lingerTimer = None
+        _log.warn(
+            "{script} [{pid}] still running {seconds} s after its response "
+            "ended; ending it",
+            script=self.scriptName,
+            pid=self._pid,
+            seconds=self._timeout,
+        )
+        self._stopScript()
 
     def _releaseProducer(self) -> None:
         """
