@@ -28,7 +28,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.web.test.requesthelper import DummyRequest
 
-from twisted_cgiserve import _cgiprocess, _cgirun
+from twisted_cgiserve import _cgiprocess, _cgirun, _response
 from twisted_cgiserve._cgiprocess import Kernel, ProcessGroups, ScriptProcess
 from twisted_cgiserve._cgirun import KILL_GRACE, ScriptRun
 
@@ -732,7 +732,8 @@ class Request(DummyRequest):
 @pytest.fixture
 def run(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
     cut: list[object] = []
-    monkeypatch.setattr(_cgirun, "abortResponse", cut.append)
+    monkeypatch.setattr(_cgirun, "cutResponse", cut.append)
+    monkeypatch.setattr(_response, "cutResponse", cut.append)
     clock = Clock()
     request = Request([b""])
     script = ScriptRun(request, "/cgi-bin/s", lambda *a: None, clock, timeout=2.0)

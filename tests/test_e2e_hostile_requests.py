@@ -52,6 +52,11 @@ SCRIPTS = {
         head -c 5000 /dev/zero | tr '\0' 2
         printf ' OK\n\nhello'
     """),
+    "cgi-bin/nph-huge.sh": _sh(r"""
+        printf 'HTTP/1.1 '
+        head -c 5000 /dev/zero | tr '\0' 2
+        printf ' OK\r\nContent-Type: text/plain\r\n\r\nraw'
+    """),
     "cgi-bin/name.sh": _sh(r"""
         printf 'Content-Type: text/plain\n\n%s' "$SERVER_NAME"
     """),
@@ -212,6 +217,21 @@ def test_scriptHugeNumbers(server: Server, port: int, script: str) -> None:
     response = fetch(port, f"/cgi-bin/{script}")
     assert response.status == 502
     assert time.monotonic() - started < 5
+    _assertNoTraceback(server)
+
+
+def test_nphScriptHugeStatus(server: Server, port: int) -> None:
+    """
+    An NPH script whose status line has a 5000-digit code: its output still
+    reaches the client as it is (NPH output is not parsed), and reading the
+    code for the access log makes no traceback (it used to end the response
+    with an empty reply).
+    """
+    with Conn(port) as conn:
+        conn.send(request(port, "/cgi-bin/nph-huge.sh"))
+        data = conn.readAll()
+    assert data.startswith(b"HTTP/1.1 222"), data[:40]
+    assert data.endswith(b"\r\n\r\nraw"), data[-40:]
     _assertNoTraceback(server)
 
 

@@ -32,7 +32,6 @@ from twisted.protocols.basic import FileSender
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from twisted_cgiserve._body import abortResponse
 from twisted_cgiserve._cgiresponse import (
     CGIHead,
     HeadParser,
@@ -40,6 +39,7 @@ from twisted_cgiserve._cgiresponse import (
     ResponseKind,
 )
 from twisted_cgiserve._errors import sendError, statusPhrase
+from twisted_cgiserve._response import ResponseSender, cutResponse
 
 __all__ = ["KILL_GRACE", "ScriptRun"]
 
@@ -114,7 +114,9 @@ class ScriptRun(ProcessProtocol):
         self._paused = False
         self._shuttingDown = False
         self.ended: Deferred[None] = Deferred()
-        self._producerRegistered = False
+        # The response's sender, once the script's head (or an NPH script's
+        # first output) has been received.
+        self._response: ResponseSender | None = None
         self._sender: FileSender | None = None
         self.request.notifyFinish().addErrback(self._clientLost)
 
@@ -195,8 +197,8 @@ class ScriptRun(ProcessProtocol):
             if request.method != b"HEAD" and head.status not in (204, 304):
                 # Enforced: no more is sent, and less means a cut response.
                 self._remaining = head.contentLength
-        request.registerProducer(self, True)
-        self._producerRegistered = True
+        self._response = ResponseSender(request, self, self._reactor)
+        self._response.start()
         return True
 
     def _writeBody(self, data: bytes) -> None:
@@ -220,8 +222,10 @@ class ScriptRun(ProcessProtocol):
 
     def _endResponse(self) -> None:
         self._finished = True
-        self._releaseProducer()
-        self.request.finish()
+        if self._response is not None:
+            self._response.finish()
+        else:
+            self.request.finish()
         self._lingerFromNow()
 
     def _rawWrite(self, data: bytes) -> None:
@@ -229,15 +233,21 @@ class ScriptRun(ProcessProtocol):
         An NPH script's output goes to the client unmodified.
         """
         request = self.request
-        if not self._producerRegistered:
-            request.registerProducer(self, True)
-            self._producerRegistered = True
+        if self._response is None:
+            self._response = ResponseSender(request, self, self._reactor)
+            self._response.start()
             # For the access log: the status the script's own line gives.
             words = data.split(b"\n", 1)[0].split()
-            if len(words) >= 2 and words[0].startswith(b"HTTP/") and words[1].isdigit():
+            if (
+                len(words) >= 2
+                and words[0].startswith(b"HTTP/")
+                and len(words[1]) == 3
+                and words[1].isdigit()
+            ):
                 request.code = int(words[1])
         request.sentLength = getattr(request, "sentLength", 0) + len(data)
-        transport = getattr(request, "transport", None)
+        # NPH is HTTP/1.x only: the request's channel is the connection.
+        transport = getattr(request.channel, "transport", None)
         if transport is not None:
             transport.write(data)
 
@@ -341,8 +351,7 @@ class ScriptRun(ProcessProtocol):
                 request, 504, "Gateway Timeout", "The CGI script did not answer in time"
             )
             return
-        self._releaseProducer()
-        abortResponse(self.request)
+        self._cutResponse()
 
     def stop(self) -> None:
         """
@@ -412,8 +421,7 @@ class ScriptRun(ProcessProtocol):
                 pid=self._pid,
             )
             self._finished = True
-            self._releaseProducer()
-            abortResponse(self.request)
+            self._cutResponse()
             self._stopScript()
             return
         self._endResponse()
@@ -428,7 +436,7 @@ class ScriptRun(ProcessProtocol):
         factory = getattr(getattr(request, "channel", None), "factory", None)
         if factory is not None:
             factory.log(request)
-        abortResponse(request)
+        cutResponse(request)
 
     def _badGateway(self, why: str) -> None:
         """
@@ -505,9 +513,18 @@ class ScriptRun(ProcessProtocol):
         Stop tying the script's output to the client's pace (the response is
         over, one way or another).
         """
-        if self._producerRegistered:
-            self.request.unregisterProducer()
-            self._producerRegistered = False
+        if self._response is not None:
+            self._response.detach()
+
+    def _cutResponse(self) -> None:
+        """
+        End a response that cannot be completed, the way its protocol
+        allows (see L{cutResponse}).
+        """
+        if self._response is not None:
+            self._response.cut()
+        else:
+            cutResponse(self.request)
 
     def _clientLost(self, reason: Failure) -> None:
         """

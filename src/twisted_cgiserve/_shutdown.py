@@ -1,8 +1,9 @@
 # -*- test-case-name: tests.test_e2e_limits -*-
 """
 Stopping gracefully: on SIGTERM the server stops accepting connections at
-once, lets requests in progress (and their scripts) finish for a grace
-period, then ends the scripts still running, and exits with status 0.
+once and closes the idle ones, lets requests in progress or arriving (and
+their scripts) finish for a grace period, then ends the scripts still
+running, and exits with status 0.
 
 Twisted stops the reactor only when every service's C{stopService}
 L{Deferred} has fired, so this service's waiting keeps the server serving
@@ -17,7 +18,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, TimeoutError
+from twisted.internet.defer import Deferred, TimeoutError
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -30,12 +31,18 @@ _log = Logger(namespace="cgiserve.shutdown")
 # Seconds connections get to send what was written to them before the
 # server exits.
 _FLUSH_TIME = 5.0
+# Seconds between two looks at connections and requests while draining.
+_POLL = 0.02
 
 
 class _Drainable(Protocol):
     inFlight: set[Any]
 
-    def whenDrained(self) -> Deferred[None]: ...
+    def startDraining(self) -> None: ...
+
+    def closeIdleConnections(self) -> None: ...
+
+    def settled(self) -> bool: ...
 
     def closeConnections(self) -> None: ...
 
@@ -88,18 +95,36 @@ class ShutdownService(Service):
                 grace=self._grace,
                 n=pending,
             )
-        drained = self._site.whenDrained()
-        if self._grace > 0:
-            drained.addTimeout(self._grace, self._reactor)
-        else:
-            drained.cancel()
+        self._site.startDraining()
+        drained = self._settle()
         drained.addErrback(self._graceOver)
         drained.addCallback(lambda _: self._endScripts())
         drained.addCallback(lambda _: self._closeConnections())
         return drained
 
+    def _settle(self) -> Deferred[None]:
+        """
+        Fire once the site has answered every request in progress or
+        arriving and closed its idle connections, or fail with
+        L{TimeoutError} when the grace period is over first.
+        """
+        done: Deferred[None] = Deferred()
+        deadline = self._reactor.seconds() + self._grace
+
+        def check() -> None:
+            self._site.closeIdleConnections()
+            if self._site.settled():
+                done.callback(None)
+            elif self._reactor.seconds() >= deadline:
+                done.errback(TimeoutError())
+            else:
+                self._reactor.callLater(_POLL, check)
+
+        check()
+        return done
+
     def _graceOver(self, failure: Failure) -> None:
-        failure.trap(TimeoutError, CancelledError)
+        failure.trap(TimeoutError)
         _log.warn(
             "{n} request(s) still in progress after the grace period; ending them.",
             n=len(self._site.inFlight),
@@ -116,7 +141,7 @@ class ShutdownService(Service):
         def check() -> None:
             self._site.closeConnections()
             if self._site.connectionsOpen() and self._reactor.seconds() < deadline:
-                self._reactor.callLater(0.02, check)
+                self._reactor.callLater(_POLL, check)
             else:
                 done.callback(None)
 

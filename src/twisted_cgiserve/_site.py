@@ -18,13 +18,9 @@ from time import monotonic
 from typing import IO, Any, cast
 from urllib.parse import unquote_to_bytes as unquote
 
-from h2.exceptions import ProtocolError as H2ProtocolError
-from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web import http
-from twisted.web._http2 import H2Stream
 from twisted.web.http import _GenericHTTPChannelProtocol, datetimeToString
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
@@ -32,6 +28,9 @@ from twisted.web.server import Request, Site
 from twisted_cgiserve._accesslog import AccessLog
 from twisted_cgiserve._channel import CGIServeChannel
 from twisted_cgiserve._errors import sendError
+from twisted_cgiserve._h2 import CGIServeH2Connection, isStream
+from twisted_cgiserve._host import isValidHost
+from twisted_cgiserve._response import DEFAULT_SEND_TIMEOUT, closeTransport
 from twisted_cgiserve._spool import BodySpool, SpoolError
 from twisted_cgiserve._version import SERVER_SOFTWARE
 
@@ -44,6 +43,14 @@ _IN_MEMORY = 1024 * 1024
 
 # Seconds an ended HTTP/2 connection gets to close before it is cut off.
 _ABORT_AFTER = 2.0
+
+# Seconds a connection accepted just before the server began to drain has to
+# send its first bytes before it is closed as idle.
+_FIRST_BYTES = 1.0
+
+# Seconds an HTTP/2 client told the connection is going away has to open the
+# streams it had already begun (a round trip, at least).
+_GOAWAY_NOTICE = 0.5
 
 
 class _DateCache:
@@ -86,21 +93,26 @@ class CGIServeRequest(Request):
         Twisted does not survive (the whole connection is lost).
         """
         channel: Any = self.channel
-        if isinstance(channel, H2Stream):
+        if isStream(channel):
             channel.site.reactor.callLater(0, self._processStream)
             return
         self._process()
 
     def _processStream(self) -> None:
-        if self.channel is not None and not self._disconnected:
-            self._process()
+        if self.channel is None or self._disconnected:
+            return
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if hosts is not None and (len(hosts) != 1 or not isValidHost(hosts[0])):
+            # The h2 library refuses a request with two hosts or none, but
+            # not an invalid :authority (RFC 9113 section 8.3.1; RFC 9112
+            # section 3.2 for what HTTP/1.x answers).
+            self.site = cast(Any, self.channel).site
+            sendError(self, 400)
+            return
+        self._process()
 
     def _process(self) -> None:
         site: Site = cast(Any, self.channel).site
-        tracker = getattr(site, "requestStarted", None)
-        if tracker is not None:
-            tracker(self)
-            self._tracker = site
         if self._bodyRefused:
             self.site = site
             sendError(self, self._refusalCode)
@@ -154,6 +166,19 @@ class CGIServeRequest(Request):
             tracker.requestEnded(self)
 
     def gotLength(self, length: int | None) -> None:
+        """
+        The request's head is complete: from now until its response ends it
+        is in flight for the graceful shutdown, its upload included. While
+        the server drains, it is the connection's last.
+        """
+        site = getattr(self.channel, "site", None)
+        tracker = getattr(site, "requestStarted", None)
+        if tracker is not None:
+            tracker(self)
+            self._tracker = site
+            if getattr(site, "draining", False) and not isStream(self.channel):
+                cast(Any, self.channel).persistent = False
+                self.responseHeaders.setRawHeaders(b"connection", [b"close"])
         super().gotLength(length)
         # HTTP/1.x channels refuse an announced length before this; an
         # HTTP/2 stream only gets here.
@@ -211,11 +236,17 @@ class _Connection(_GenericHTTPChannelProtocol):
 
     # close() was called.
     _closing = False
+    # When the connection was accepted (reactor seconds), and whether any
+    # request bytes (after TLS's handshake) have arrived on it since.
+    _openedAt = 0.0
+    _spoke = False
     # The HTTP/2 connection ended itself; input is ignored from then on.
     _ended = False
     _abortCall: Any = None
 
     def makeConnection(self, transport: Any) -> None:
+        site: Any = self._site
+        self._openedAt = site.reactor.seconds()
         super().makeConnection(transport)
         opened = getattr(self._site, "channelOpened", None)
         if opened is not None:
@@ -226,13 +257,19 @@ class _Connection(_GenericHTTPChannelProtocol):
             # The HTTP/2 connection has ended; whatever the client still
             # sends is not read into anything.
             return
+        self._spoke = True
+        if self._negotiatedProtocol is None:
+            transport = self._channel.transport
+            if getattr(transport, "negotiatedProtocol", None) == b"h2":
+                self._switchToHTTP2()
         super().dataReceived(data)
         # An HTTP/2 connection that ended itself (a protocol error, or the
         # client's GOAWAY) asks its transport to close, but a TLS transport
         # waits for its producer (that same connection) to unregister, which
         # Twisted never does: the connection would stay open, and Twisted's
         # HTTP/2 layer would buffer whatever the client goes on sending.
-        if getattr(self._channel, "_stillProducing", True) is False:
+        channel = self._channel
+        if isinstance(channel, CGIServeH2Connection) and channel.ended:
             self._ended = True
             self.close()
             # A client that goes on sending never answers TLS's close: cut
@@ -240,6 +277,30 @@ class _Connection(_GenericHTTPChannelProtocol):
             reactor = getattr(self._site, "reactor", None)
             if reactor is not None:
                 self._abortCall = reactor.callLater(_ABORT_AFTER, self._abort)
+
+    def _switchToHTTP2(self) -> None:
+        """
+        Replace the HTTP/1.x channel with this server's HTTP/2 connection
+        once TLS has negotiated C{h2}, as Twisted's wrapper would with its
+        own (which lets a client that does not read fill the server's
+        memory: see L{twisted_cgiserve._h2}).
+        """
+        wrapper: Any = self
+        old: Any = self._channel
+        networkProducer = old._networkProducer
+        networkProducer.unregisterProducer()
+        old.setTimeout(None)
+        transport = old.transport
+        channel: Any = CGIServeH2Connection(wrapper._site.reactor)
+        channel.requestFactory = wrapper._requestFactory
+        channel.site = wrapper._site
+        channel.factory = wrapper._factory
+        channel.timeOut = wrapper._timeOut
+        channel.callLater = wrapper._callLater
+        wrapper._channel = channel
+        wrapper._negotiatedProtocol = b"h2"
+        channel.makeConnection(transport)
+        networkProducer.registerProducer(channel, True)
 
     def _abort(self) -> None:
         self._abortCall = None
@@ -258,24 +319,58 @@ class _Connection(_GenericHTTPChannelProtocol):
         if self._closing or transport is None:
             return
         self._closing = True
-        h2 = getattr(channel, "conn", None)
-        if h2 is not None and getattr(channel, "_stillProducing", False):
-            try:
-                h2.close_connection()
-                transport.write(h2.data_to_send())
-            except H2ProtocolError:
-                pass
-        # Both channels register themselves as their transport's producer,
-        # and TLS does not close while one is registered.
-        transport.unregisterProducer()
-        transport.loseConnection()
-        if isinstance(transport, TLSMemoryBIOProtocol) and transport.transport:
-            # TLS has now queued its close_notify after everything written
-            # before. Twisted would then keep the connection open until the
-            # client answers with its own, which idle clients rarely do; TLS
-            # does not require waiting for it (RFC 8446, 6.1). Closing the
-            # socket once its buffer is sent loses nothing.
-            transport.transport.loseConnection()
+        if isinstance(channel, CGIServeH2Connection):
+            channel.goAway()
+        closeTransport(transport)
+
+    @property
+    def closing(self) -> bool:
+        """
+        Whether the connection is closing (or closed).
+        """
+        return self._closing or self._channel.transport is None
+
+    def closeIfIdle(self, now: float, patience: float) -> None:
+        """
+        Close the connection if it is idle, for a server that is draining.
+
+        Idle means between requests: closing it then is what RFC 9112
+        section 9.3.1 allows, and clients retry. A connection with a request
+        in progress or arriving is left to finish it (it is that request's
+        last), as is an HTTP/2 connection with streams open (it is told with
+        C{GOAWAY} that no new one will be answered); so is a connection just
+        accepted that has sent nothing yet, for C{patience} seconds, since
+        its request is most likely on its way (a restart must not fail the
+        clients that connected just before it).
+        """
+        if self.closing:
+            return
+        channel: Any = self._channel
+        if isinstance(channel, CGIServeH2Connection):
+            if not channel.answered and now - self._openedAt < patience:
+                return
+            # Told first, and given a round trip to open the streams it
+            # had already begun (which are answered): a client that sees
+            # the final GOAWAY while one is on its way may well fail it
+            # rather than retry (curl 7.88 does).
+            channel.drain(now)
+            notified = channel.drainingSince
+            if channel.streams or (
+                notified is not None and now - notified < _GOAWAY_NOTICE
+            ):
+                return
+            self.close()
+            return
+        if channel.requests or channel.headerStarted is not None:
+            # Its request is the connection's last one.
+            channel.persistent = False
+            for request in channel.requests:
+                if not request.startedWriting:
+                    request.responseHeaders.setRawHeaders(b"connection", [b"close"])
+            return
+        if not self._spoke and now - self._openedAt < patience:
+            return
+        self.close()
 
     def connectionLost(self, reason: Failure) -> None:
         if self._abortCall is not None:
@@ -291,7 +386,7 @@ def _channelFactory(self: Site) -> _GenericHTTPChannelProtocol:
     """
     Build a connection: our HTTP/1.x channel inside Twisted's wrapper that
     switches to HTTP/2 when TLS negotiates it. (The wrapper is private to
-    Twisted; the site tests fail loudly if it changes.)
+    Twisted; tests/test_h2.py fails loudly if it changes.)
     """
     channel = CGIServeChannel()
     channel.serverSoftware = _SERVER
@@ -315,6 +410,7 @@ class CGIServeSite(Site):
         *,
         maxBodySize: int = 1024 * 1024 * 1024,
         headerTimeout: float = 20.0,
+        sendTimeout: float = DEFAULT_SEND_TIMEOUT,
         extraHeaders: Sequence[tuple[bytes, bytes]] = (),
         **kw: Any,
     ) -> None:
@@ -323,6 +419,8 @@ class CGIServeSite(Site):
             for no limit); larger ones get 413.
         @param headerTimeout: Seconds a client has to send a request's
             headers once it started it (0 for no limit); then 408.
+        @param sendTimeout: Seconds a response may make no progress (the
+            client does not read) before it is cut (0 for no limit).
         @param extraHeaders: Headers added to successful responses that do
             not already have them (C{--header}).
         @param kw: For L{Site}; C{timeout} is the idle connection timeout.
@@ -335,9 +433,10 @@ class CGIServeSite(Site):
         self.accessLog = accessLog if accessLog is not None else AccessLog()
         self.maxBodySize = maxBodySize
         self.headerTimeout = headerTimeout
+        self.sendTimeout = sendTimeout
         self.extraHeaders = tuple(extraHeaders)
         self.inFlight: set[http.Request] = set()
-        self._drained: list[Deferred[None]] = []
+        self.draining = False
         self.channels: set[_Connection] = set()
         self._sweeper: LoopingCall | None = None
 
@@ -376,10 +475,32 @@ class CGIServeSite(Site):
 
     def requestEnded(self, request: http.Request) -> None:
         self.inFlight.discard(request)
-        if not self.inFlight and self._drained:
-            waiting, self._drained = self._drained, []
-            for d in waiting:
-                d.callback(None)
+
+    def startDraining(self) -> None:
+        """
+        The server is stopping: no connection is kept alive from now on.
+        Each connection is closed as soon as it is idle (see
+        L{_Connection.closeIfIdle}); requests in progress, and those already
+        arriving, are answered first.
+        """
+        self.draining = True
+        self.closeIdleConnections()
+
+    def closeIdleConnections(self) -> None:
+        """
+        Close the connections that have become idle since the last call.
+        """
+        now = self.reactor.seconds()
+        patience = min(_FIRST_BYTES, self.headerTimeout or _FIRST_BYTES)
+        for connection in list(self.channels):
+            connection.closeIfIdle(now, patience)
+
+    def settled(self) -> bool:
+        """
+        Whether a draining server has nothing left to answer: no request in
+        flight and every connection closing.
+        """
+        return not self.inFlight and all(c.closing for c in self.channels)
 
     def startFactory(self) -> None:
         super().startFactory()
@@ -401,16 +522,6 @@ class CGIServeSite(Site):
             started = getattr(channel, "headerStarted", None)
             if started is not None and started < deadline:
                 channel.headerTimedOut()
-
-    def whenDrained(self) -> Deferred[None]:
-        """
-        A L{Deferred} that fires when no request is in progress.
-        """
-        if not self.inFlight:
-            return succeed(None)
-        d: Deferred[None] = Deferred(self._drained.remove)
-        self._drained.append(d)
-        return d
 
     def getContentFile(self, length: int | None) -> IO[bytes]:
         """

@@ -216,6 +216,14 @@ class Options(usage.Options):
             _number(float, "header-timeout"),
         ],
         [
+            "send-timeout",
+            None,
+            60.0,
+            "Seconds a response may make no progress because the client does "
+            "not read it before it is cut and its script ended; 0: no limit.",
+            _number(float, "send-timeout"),
+        ],
+        [
             "shutdown-grace",
             None,
             30.0,
@@ -352,6 +360,7 @@ class Options(usage.Options):
             "max-body-size",
             "idle-timeout",
             "header-timeout",
+            "send-timeout",
             "shutdown-grace",
         ):
             if self[name] < 0:
@@ -483,6 +492,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         timeout=options["idle-timeout"] or None,
         maxBodySize=options["max-body-size"],
         headerTimeout=options["header-timeout"],
+        sendTimeout=options["send-timeout"],
         extraHeaders=options["headers"],
     )
     creators: dict[TLSFiles, ReloadingServerCreator] = options["tls-creators"]
