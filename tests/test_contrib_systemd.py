@@ -28,10 +28,10 @@ NAMES = (SERVICE.name, SOCKET.name)
 INSTALLED_TWISTD = "/opt/twisted-cgiserve/bin/twistd"
 TWISTD = Path(sys.executable).with_name("twistd")
 
-# After --shutdown-grace, a stop takes at most about 8 s more: 3 s between
-# SIGTERM and SIGKILL for scripts, 5 s to flush connections
-# (docs/operations.md, "Shutdown").
-STOP_OVERHEAD = 8.0
+# After --shutdown-grace, a stop takes at most 10 s more: up to 5 s for the
+# scripts still running to end (SIGKILL 3 s after SIGTERM, reaped 2 s later
+# at most), 5 s to flush connections (docs/operations.md, "Shutdown").
+STOP_OVERHEAD = 10.0
 
 # The exposure "systemd-analyze security" may give the service: "OK" or
 # better (0 is best, 10 worst).
