@@ -5,12 +5,20 @@ descriptors and children, read from /proc.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
 from pathlib import Path
 
-__all__ = ["RssSampler", "childrenOf", "fdCount", "rssOf"]
+__all__ = [
+    "RssSampler",
+    "childrenOf",
+    "deletedFiles",
+    "fdCount",
+    "processState",
+    "rssOf",
+]
 
 
 def rssOf(pid: int) -> int:
@@ -38,6 +46,32 @@ def childrenOf(pid: int) -> list[int]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         children += [int(c) for c in (task / "children").read_text().split()]
     return children
+
+
+def deletedFiles(pid: int) -> list[str]:
+    """
+    The deleted files process C{pid} still holds open (anonymous temporary
+    files show as 'TMPDIR/#123 (deleted)').
+    """
+    found = []
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        with contextlib.suppress(FileNotFoundError):
+            target = os.readlink(fd)
+            if target.endswith(" (deleted)"):
+                found.append(target)
+    return found
+
+
+def processState(pid: int) -> str | None:
+    """
+    The state letter of a process (C{Z} for a zombie), or L{None} when it is
+    gone.
+    """
+    try:
+        data = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return data.rsplit(")", 1)[1].split()[0]
 
 
 class RssSampler:

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import os
 import pwd
-import re
 import secrets
 import shutil
 import stat
@@ -37,6 +36,7 @@ from typing import Any
 import pytest
 import requests
 
+from _probes import RssSampler, childrenOf, processState
 from _raw import Conn, fetch, request
 from conftest import Server, makeDocroot, startServer, waitFor
 
@@ -553,69 +553,6 @@ def logLines(server: Server, *needles: str, timeout: float = 5.0) -> list[str]:
 
     result: list[str] = waitFor(find, timeout)
     return result
-
-
-def rssOf(pid: int) -> int:
-    """
-    The resident set size of process C{pid}, in bytes.
-    """
-    status = Path(f"/proc/{pid}/status").read_text()
-    match = re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE)
-    assert match, status
-    return int(match.group(1)) * 1024
-
-
-class RssSampler:
-    """
-    Sample a process's RSS every few milliseconds in a thread; keep the peak.
-    """
-
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.baseline = rssOf(pid)
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rssOf(self.pid))
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-        self.peak = max(self.peak, rssOf(self.pid))
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
-
-
-def childrenOf(pid: int) -> list[int]:
-    """
-    The process IDs of C{pid}'s children (of all its threads).
-    """
-    children = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with_children = task / "children"
-        children += [int(c) for c in with_children.read_text().split()]
-    return children
-
-
-def processState(pid: int) -> str | None:
-    """
-    The state letter of a process (C{Z} for a zombie), or L{None} when it is
-    gone.
-    """
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None
-    return data.rsplit(")", 1)[1].split()[0]
 
 
 # --------------------------------------------------------------------------

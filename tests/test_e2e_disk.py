@@ -37,6 +37,7 @@ import pytest
 
 from _certs import makeCertificate
 from _h2client import H2Client
+from _probes import deletedFiles
 from _raw import Conn, Response, request
 from conftest import TWISTD, Server, makeDocroot, waitFor
 
@@ -115,16 +116,6 @@ def _fill(directory: Path) -> Path:
 def _used(directory: Path) -> int:
     st = os.statvfs(directory)
     return (st.f_blocks - st.f_bfree) * st.f_frsize
-
-
-def _deletedFiles(pid: int) -> list[str]:
-    found = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            target = os.readlink(fd)
-            if target.endswith(" (deleted)"):
-                found.append(target)
-    return found
 
 
 def _quietLog(server: Server) -> None:
@@ -368,9 +359,9 @@ def test_bodyTooLargeForDiskGets507(
     assert b"Error code: 507" in r.body
     assert closed
 
-    assert waitFor(lambda: _used(tmpfs) == 0 and not _deletedFiles(pid), 5), (
+    assert waitFor(lambda: _used(tmpfs) == 0 and not deletedFiles(pid), 5), (
         _used(tmpfs),
-        _deletedFiles(pid),
+        deletedFiles(pid),
     )
     assert os.listdir(tmpfs) == []
     lines = [line for line in server.log().splitlines() if "cannot be stored" in line]

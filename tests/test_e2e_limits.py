@@ -34,13 +34,10 @@ from pathlib import Path
 
 import pytest
 
+from _probes import deletedFiles, processState
 from _raw import Conn, Response, request
 from conftest import Server, makeDocroot, runTwistd, startServer, waitFor
-from test_e2e_cgi import (
-    processState,
-    sh,
-    writeFile,
-)
+from test_e2e_cgi import sh, writeFile
 
 pytestmark = pytest.mark.e2e
 
@@ -368,20 +365,6 @@ def refusal(port: int, data: bytes, wait: float = 5.0) -> tuple[Response, bool]:
             conn.send(data)
         r = conn.readResponse()
         return r, conn.closedByPeer(2.0)
-
-
-def deletedFiles(pid: int) -> list[str]:
-    """
-    The deleted files process C{pid} still holds open (anonymous temporary
-    files show as 'TMPDIR/#123 (deleted)').
-    """
-    found = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            target = os.readlink(fd)
-            if target.endswith(" (deleted)"):
-                found.append(target)
-    return found
 
 
 def openFiles(pid: int) -> list[str]:

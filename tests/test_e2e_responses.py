@@ -91,6 +91,20 @@ def tlsServer(
     return start
 
 
+def assertServesHTTP2(server: Server) -> None:
+    """
+    A new HTTP/2 client gets a whole file: the server goes on serving.
+    """
+    client = H2Client(server.host, server.port)
+    try:
+        client.get("/mib.bin")
+        client.flush()
+        events = client.events(until=h2.events.StreamEnded)
+        assert any(isinstance(e, h2.events.StreamEnded) for e in events)
+    finally:
+        client.close()
+
+
 def fetchStatus(port: int, target: str) -> int:
     with Conn(port) as conn:
         conn.send(request(port, target))
@@ -126,16 +140,7 @@ def test_http2ClientThatDoesNotReadCostsBoundedMemory(
     finally:
         client.close()
     # The server goes on serving.
-    other = H2Client(server.host, server.port)
-    try:
-        other.get("/mib.bin")
-        other.flush()
-        assert any(
-            isinstance(e, h2.events.StreamEnded)
-            for e in other.events(until=h2.events.StreamEnded)
-        )
-    finally:
-        other.close()
+    assertServesHTTP2(server)
 
 
 def test_http2ResetStreamsReleaseTheirFiles(
@@ -202,16 +207,7 @@ def test_http2PriorityFloodEndsWithGoaway(
     ended = [e for e in events if isinstance(e, h2.events.ConnectionTerminated)]
     assert ended, events
     assert ended[0].error_code == h2.errors.ErrorCodes.ENHANCE_YOUR_CALM
-    other = H2Client(server.host, server.port)
-    try:
-        other.get("/mib.bin")
-        other.flush()
-        assert any(
-            isinstance(e, h2.events.StreamEnded)
-            for e in other.events(until=h2.events.StreamEnded)
-        )
-    finally:
-        other.close()
+    assertServesHTTP2(server)
     log = server.log()
     assert "Unhandled" not in log
     assert "Traceback" not in log
@@ -435,13 +431,4 @@ def test_http2InvalidRequests(
     else:
         assert statuses == [status], events
     assert "Traceback" not in server.log()
-    other = H2Client(server.host, server.port)
-    try:
-        other.get("/mib.bin")
-        other.flush()
-        assert any(
-            isinstance(e, h2.events.StreamEnded)
-            for e in other.events(until=h2.events.StreamEnded)
-        )
-    finally:
-        other.close()
+    assertServesHTTP2(server)

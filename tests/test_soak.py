@@ -34,16 +34,10 @@ import pytest
 
 from _certs import makeCertificate
 from _h2client import H2Client
+from _probes import childrenOf, deletedFiles, fdCount, processState, rssOf
 from _raw import Conn, request
 from conftest import Server, makeDocroot, startServer, waitFor
-from test_e2e_cgi import (
-    childrenOf,
-    processState,
-    rssOf,
-    sh,
-    writeFile,
-)
-from test_e2e_limits import deletedFiles
+from test_e2e_cgi import sh, writeFile
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -404,10 +398,6 @@ KINDS: list[tuple[Callable[[int], str], int]] = [
 
 # --------------------------------------------------------------------------
 # What the server holds
-
-
-def fdCount(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def scriptsRunningIn(directory: Path) -> list[tuple[int, str | None]]:
