@@ -31,15 +31,12 @@ from twisted_cgiserve._errors import sendError
 from twisted_cgiserve._h2 import CGIServeH2Connection, isStream
 from twisted_cgiserve._host import isValidHost
 from twisted_cgiserve._response import DEFAULT_SEND_TIMEOUT, closeTransport
-from twisted_cgiserve._spool import BodySpool, SpoolError
+from twisted_cgiserve._spool import IN_MEMORY, BodySpool, SpoolError
 from twisted_cgiserve._version import SERVER_SOFTWARE
 
 __all__ = ["SERVER_SOFTWARE", "CGIServeRequest", "CGIServeSite"]
 
 _SERVER = SERVER_SOFTWARE.encode("ascii")
-
-# Request bodies up to this size are kept in memory.
-_IN_MEMORY = 1024 * 1024
 
 # Seconds an ended HTTP/2 connection gets to close before it is cut off.
 _ABORT_AFTER = 2.0
@@ -531,9 +528,9 @@ class CGIServeSite(Site):
         written unbuffered, so a full disk is known (and refused with 507)
         at the chunk that fills it.
         """
-        if length is not None and length <= _IN_MEMORY:
+        if length is not None and length <= IN_MEMORY:
             return BytesIO()
-        return cast(IO[bytes], BodySpool(_IN_MEMORY))
+        return cast(IO[bytes], BodySpool(IN_MEMORY))
 
     def stopFactory(self) -> None:
         if self._sweeper is not None and self._sweeper.running:
