@@ -206,3 +206,29 @@ def test_noCgiRootServesCGIDirectoriesAsFiles(
     assert (r.status, r.body) == (200, SCRIPT)
     listing = fetch(server.port, "/htbin/")
     assert listing.status == 200 and b'href="s.sh"' in listing.body
+
+
+@pytest.mark.parametrize(
+    ("method", "target", "status"),
+    [
+        ("PUT", "/%00", 501),
+        ("PUT", "/a%00.txt", 501),
+        ("DELETE", "/a.txt", 501),
+        ("POST", "/%00", 501),
+        ("POST", "/cgi-bin/%00", 501),
+        ("GET", "/%00", 400),
+        ("HEAD", "/a%00.txt", 400),
+    ],
+)
+def test_embedExampleEntryPointsAgreeOnMethods(
+    examplePort: int, method: str, target: str, status: int
+) -> None:
+    """
+    The whole tree (/files) and the static half (/assets) check the method
+    before the path: outside the CGI directories, a method static files do
+    not support is a 501 even where the path is malformed, and only a GET or
+    HEAD gets the malformed path's 400.
+    """
+    for mount in ("/files", "/assets"):
+        r = fetch(examplePort, mount + target, method)
+        assert r.status == status, (mount, method, target, r.status, r.reason)

@@ -235,15 +235,60 @@ def test_multipartRanges(root: Path) -> None:
         StaticResource(str(root)), b"/digits", headers={b"range": b"bytes=0-1,5-6"}
     )
     assert request.responseCode == 206
-    contentType = header(request, b"content-type")
-    assert contentType.startswith(b"multipart/byteranges; boundary=")
-    boundary = contentType.split(b"=", 1)[1]
+    boundary = _multipartBoundary(request)
     page = body(request)
     assert header(request, b"content-length") == str(len(page)).encode()
     parts = page.split(b"--" + boundary)
     assert parts[-1] == b"--\r\n"
     assert b"Content-Range: bytes 0-1/10\r\n\r\n01\r\n" in parts[1]
     assert b"Content-Range: bytes 5-6/10\r\n\r\n56\r\n" in parts[2]
+
+
+def _multipartBoundary(request: object) -> bytes:
+    contentType = header(request, b"content-type")  # type: ignore[arg-type]
+    assert contentType.startswith(b"multipart/byteranges; boundary=")
+    return contentType.split(b"=", 1)[1]
+
+
+def test_multipartBoundaryNotInFile(root: Path) -> None:
+    """
+    The multipart boundary is random, not derived from the file: a file
+    that holds C{--cgiserve-} and its own ETag (the old, predictable
+    boundary) does not break the framing, and two responses for the same
+    file use different boundaries, neither of which occurs in the file.
+    """
+    path = root / "planted"
+    size = 200
+    path.write_bytes(b"x" * size)
+    st = os.stat(path)
+    etag = b"%x-%x-%x" % (st.st_ino, st.st_size, st.st_mtime_ns)
+    oldBoundary = b"cgiserve-" + etag.replace(b"-", b"")
+    planted = b"\r\n--" + oldBoundary + b"\r\nContent-Type: forged\r\n\r\n"
+    content = (planted * size)[:size]
+    with open(path, "r+b") as f:
+        f.write(content)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert os.stat(path).st_ino == st.st_ino
+    resource = StaticResource(str(root))
+    etagHeader = header(_get(resource, b"/planted"), b"etag")
+    assert etagHeader is not None and etagHeader.strip(b'"') == etag
+    boundaries = set()
+    for _ in range(2):
+        request = _get(resource, b"/planted", headers={b"range": b"bytes=0-49,100-"})
+        assert request.responseCode == 206
+        boundary = _multipartBoundary(request)
+        page = body(request)
+        # The preamble, the two parts and the closing "--": nothing else.
+        parts = page.split(b"--" + boundary)
+        assert len(parts) == 4
+        assert parts[1].endswith(b"\r\n\r\n" + content[:50] + b"\r\n")
+        assert parts[2].endswith(b"\r\n\r\n" + content[100:] + b"\r\n")
+        assert parts[3] == b"--\r\n"
+        assert boundary.startswith(b"cgiserve-")
+        assert boundary not in content
+        assert boundary != oldBoundary
+        boundaries.add(boundary)
+    assert len(boundaries) == 2
 
 
 def test_rangeNotForHead(root: Path) -> None:

@@ -19,7 +19,12 @@ from twisted_cgiserve._cgiresource import CGIHandler, scriptUser
 from twisted_cgiserve._errors import sendError
 from twisted_cgiserve._paths import BadRequestPath, resolvePath
 from twisted_cgiserve._settings import Settings
-from twisted_cgiserve._static import StaticResource, refuseMethod, resourcePath
+from twisted_cgiserve._static import (
+    STATIC_METHODS,
+    StaticResource,
+    refuseMethod,
+    resourcePath,
+)
 
 __all__ = ["makeRootResource"]
 
@@ -31,7 +36,17 @@ class _Root(Resource):
 
     isLeaf = True
 
-    def __init__(self, directory: str, settings: Settings, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        directory: str,
+        settings: Settings,
+        user: tuple[int, int] | None,
+        reactor: Any = None,
+    ) -> None:
+        """
+        @param user: The user and group scripts run as, already looked up
+            (see L{scriptUser}).
+        """
         super().__init__()
         self._settings = settings
         self._static = StaticResource(
@@ -52,7 +67,7 @@ class _Root(Resource):
                 passEnvironment=settings.cgiPassEnvironment,
                 setEnvironment=settings.cgiSetEnvironment,
             ),
-            scriptUser(settings.cgiUser) if settings.cgiEnabled else None,
+            user,
             self,
             reactor,
             timeout=settings.cgiTimeout,
@@ -66,16 +81,33 @@ class _Root(Resource):
         return self._cgi.stopAll()
 
     def render(self, request: IRequest) -> int:
+        """
+        Hand C{request} to the CGI half or the static half.
+
+        The method decides first wherever it can, so that this resource and
+        a L{StaticResource} over the same tree answer alike: a GET or HEAD
+        with a malformed path (a decoded NUL) is C{400}; any other method is
+        http.server's C{501} unless the path is below a CGI directory, where
+        scripts take every method. Only that case needs the path resolved
+        before the method is judged, and a malformed path names no script,
+        so it is below no CGI directory: C{PUT /%00} and C{POST
+        /cgi-bin/%00} are C{501}, as from L{StaticResource}.
+        """
+        static = request.method in STATIC_METHODS
+        settings = self._settings
+        if not (static or settings.cgiEnabled):
+            return refuseMethod(request)
         try:
             resolved = resolvePath(resourcePath(request))
         except BadRequestPath:
+            if not static:
+                return refuseMethod(request)
             return sendError(request, 400, "Bad request path")
-        settings = self._settings
         if settings.cgiEnabled:
             directory = cgiDirectoryFor(resolved, settings.cgiDirectories)
             if directory is not None:
                 return self._cgi.render(request, resolved, directory)
-        if request.method not in (b"GET", b"HEAD"):
+        if not static:
             return refuseMethod(request)
         return self._static.renderResolved(request, resolved)
 
@@ -96,7 +128,12 @@ def makeRootResource(
     if not os.path.isdir(directory):
         raise ValueError(f"{directory!r} is not a directory")
     settings = settings or Settings()
-    try:
-        return _Root(os.path.abspath(directory), settings, reactor)
-    except KeyError:
-        raise ValueError(f"no such user: {settings.cgiUser!r}") from None
+    user = None
+    if settings.cgiEnabled:
+        # Only the lookup: a KeyError from anywhere else is a bug to see,
+        # not a missing user.
+        try:
+            user = scriptUser(settings.cgiUser)
+        except KeyError:
+            raise ValueError(f"no such user: {settings.cgiUser!r}") from None
+    return _Root(os.path.abspath(directory), settings, user, reactor)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_tap -*-
+# -*- test-case-name: tests.test_settings -*-
 """
 The settings of a served tree, shared by the command line and embedders.
 """
@@ -62,10 +62,15 @@ def _checkVariableName(name: str) -> None:
         raise ValueError(f"{name!r} is not a valid environment variable name")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Settings:
     """
     How a directory is served.
+
+    Every field is a keyword argument: ten fields, several of them tuples of
+    strings or booleans side by side, are too easy to pass in the wrong
+    order, and keywords let fields be added or reordered without breaking
+    a caller.
 
     @ivar cgiDirectories: URL paths (as C{/cgi-bin}) below which files are
         run as CGI scripts and never served as files.

@@ -12,6 +12,7 @@ while http.server decodes the whole path once and resolves them.
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 import unicodedata
 from collections.abc import Sequence
@@ -43,10 +44,19 @@ from twisted_cgiserve._paths import (
 from twisted_cgiserve._ranges import parseRange
 from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
 
-__all__ = ["DEFAULT_CGI_DIRECTORIES", "StaticResource", "refuseMethod", "resourcePath"]
+__all__ = [
+    "DEFAULT_CGI_DIRECTORIES",
+    "STATIC_METHODS",
+    "StaticResource",
+    "refuseMethod",
+    "resourcePath",
+]
 
 # The CGI directories a tree has unless told otherwise: Settings' default.
 DEFAULT_CGI_DIRECTORIES: tuple[str, ...] = Settings().cgiDirectories
+
+# The methods static files answer; every other one is http.server's 501.
+STATIC_METHODS = frozenset({b"GET", b"HEAD"})
 
 _OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
 _INTERESTING = frozenset(
@@ -96,11 +106,15 @@ def _redirectTarget(uri: bytes) -> bytes:
     return location
 
 
-def _boundary(etag: bytes) -> bytes:
+def _boundary() -> bytes:
     """
-    A multipart boundary that cannot occur in the part headers.
+    A fresh multipart boundary for one response, of 128 unpredictable bits.
+    One derived from the file (its ETag, say) could be written into the
+    file by whoever controls its content, who could then forge parts and
+    break the framing for every client; a random one cannot be planted, and
+    a file holds it by chance with negligible odds (2**-128 per place).
     """
-    return b"cgiserve-" + etag.strip(b'"').replace(b"-", b"")
+    return b"cgiserve-" + secrets.token_hex(16).encode("ascii")
 
 
 def _fold(word: str) -> str:
@@ -209,8 +223,14 @@ class StaticResource(Resource):
     def render(self, request: IRequest) -> int:
         """
         Serve a GET or HEAD; refuse every other method as http.server does.
+
+        The method is checked before the path: a method static files do not
+        support is C{501} whatever the path, malformed (a decoded NUL) or
+        not, and only a GET or HEAD can get the malformed path's C{400}.
+        L{makeRootResource <twisted_cgiserve.makeRootResource>} answers the
+        same for every path that is not below a CGI directory.
         """
-        if request.method not in (b"GET", b"HEAD"):
+        if request.method not in STATIC_METHODS:
             return refuseMethod(request)
         try:
             resolved = resolvePath(resourcePath(request))
@@ -382,7 +402,7 @@ class StaticResource(Resource):
                 )
                 pieces = [(first, last - first + 1)]
             elif ranges:
-                boundary = _boundary(etag)
+                boundary = _boundary()
                 pieces = []
                 for first, last in ranges:
                     pieces.append(
