@@ -587,3 +587,32 @@ def test_signalsDuringShutdown(serve: Callable[..., Server], site: Path) -> None
     assert response.startswith(b"HTTP/1.0 200 ")
     assert response.endswith(b"\r\n\r\nfinished\n")
     assert server.process.wait(TIMEOUT) == 0
+
+
+def test_stopRightAfterServingLineIsGraceful(site: Path, tmp_path: Path) -> None:
+    """
+    SIGTERM the instant the "Serving HTTP on" line appears (what tests and
+    scripts take as ready): the stop is graceful, exit status 0, every time
+    (the line used to be logged before the server's SIGTERM handler was in
+    place, so the signal could kill it).
+    """
+    for attempt in range(10):
+        log = tmp_path / f"ready-{attempt}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [TWISTD, "-n", "--pidfile=", "cgiserve", "--directory", str(site),
+                 "--port", "tcp:0:interface=127.0.0.1"],
+                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                cwd=site,
+            )  # fmt: skip
+        try:
+            deadline = time.monotonic() + TIMEOUT
+            while b"Serving HTTP on" not in log.read_bytes():
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.001)
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(TIMEOUT) == 0, (attempt, log.read_text())
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()

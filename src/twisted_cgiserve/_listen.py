@@ -441,7 +441,20 @@ class ListeningService(Service):
     def _listened(self, port: IListeningPort) -> None:
         self.port = port
         self._outcome = port
-        _log.info("{line}", line=_describe(port, self.spec.secure))
+        # Said one reactor turn after start-up, once every start-up trigger
+        # (the graceful SIGTERM handler among them) has run: whoever takes
+        # this line as "ready" (tests, an admin's script) may stop the server
+        # at once, and must get a graceful stop, not death by the signal.
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor  # noqa: PLC0415
+        reactor.callWhenRunning(
+            reactor.callLater,
+            0,
+            _log.info,
+            "{line}",
+            line=_describe(port, self.spec.secure),
+        )
         waiting, self._waiting = self._waiting, []
         for d in waiting:
             d.callback(port)
