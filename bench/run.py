@@ -329,19 +329,28 @@ def cgiserve_command(launch: Launch) -> list[str]:
     ]
 
 
+def copy_checkout(destination: Path) -> None:
+    """
+    Copy the checkout's package and its twistd dropin to C{destination}, to
+    be put on PYTHONPATH.
+    """
+    for package in ("twisted_cgiserve", "twisted"):
+        shutil.copytree(
+            REPO / package,
+            destination / package,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache"),
+        )
+
+
 def checkout_environment(launch: Launch) -> dict[str, str]:
     """
     Benchmark the working tree rather than whatever the venv has installed,
     from a private copy: twistd writes dropin.cache next to the plugins it
-    scans, and the harness must not write into src/.
+    scans, and the harness must not write into the checkout.
     """
     copy = launch.workdir / "pysrc"
     if not copy.exists():
-        shutil.copytree(
-            REPO / "src",
-            copy,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "dropin.cache"),
-        )
+        copy_checkout(copy)
     existing = os.environ.get("PYTHONPATH")
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(copy), existing]))}
 
@@ -870,7 +879,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--installed",
         action="store_true",
-        help="run the cgiserve installed in the venv instead of this checkout's src/",
+        help="run the cgiserve installed in the venv instead of this checkout",
     )
     parser.add_argument(
         "--access-log",

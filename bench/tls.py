@@ -24,8 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from run import copy_checkout
+
 HOST = "127.0.0.1"
 BINDIR = Path(sys.executable).parent
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -115,7 +118,8 @@ def main() -> int:
                 "--path", str(docroot),
             ],
         }  # fmt: skip
-        env = {"PYTHONPATH": str(REPO / "src")}
+        copy_checkout(work / "pysrc")
+        env = {"PYTHONPATH": str(work / "pysrc")}
         processes = {
             name: subprocess.Popen(command, cwd=work, env={**os.environ, **env})
             for name, command in commands.items()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import twisted_cgiserve
@@ -59,25 +58,3 @@ def test_pluginDiscovered() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert "'cgiserve'" in out
-
-
-def test_wheelContents(tmp_path: Path) -> None:
-    """
-    The wheel ships the dropin but never C{twisted/__init__.py},
-    C{twisted/plugins/__init__.py} (which would overwrite Twisted's) or a
-    C{dropin.cache}.
-    """
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "-q", "-w", str(tmp_path), str(ROOT)],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    (wheel,) = tmp_path.glob("twisted_cgiserve-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    assert "twisted/plugins/twisted_cgiserve_plugin.py" in names
-    assert "twisted_cgiserve/__init__.py" in names
-    assert "twisted_cgiserve/py.typed" in names
-    assert not {
-        n for n in names if n.startswith("twisted/") and n.endswith("__init__.py")
-    }
-    assert not {n for n in names if n.endswith("dropin.cache")}
