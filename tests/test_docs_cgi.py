@@ -15,6 +15,8 @@ import pytest
 
 from conftest import Server, startServer
 
+pytestmark = pytest.mark.e2e
+
 GUIDE = Path(__file__).parent.parent / "docs" / "cgi.md"
 
 
