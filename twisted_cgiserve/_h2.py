@@ -32,6 +32,7 @@ import h2.exceptions
 import priority  # type: ignore[import-untyped]
 from hyperframe.frame import GoAwayFrame
 from twisted.internet.error import ConnectionLost
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web._http2 import H2Connection, H2Stream
 
@@ -42,6 +43,8 @@ __all__ = [
     "isStream",
     "resetStream",
 ]
+
+_log = Logger(namespace="cgiserve.http2")
 
 # Bytes a stream may have queued for sending before its producer is paused,
 # and the level it must drain to before it is resumed. One file chunk or a
@@ -277,7 +280,7 @@ class CGIServeH2Connection(H2Connection):
             self._calm()
 
     def _calm(self) -> None:
-        self._log.warn(
+        _log.warn(
             "HTTP/2 client {client} sent priorities for too many streams; "
             "closing the connection",
             client=self.transport.getPeer() if self.transport else None,

@@ -59,7 +59,7 @@ __all__ = [
     "parsePort",
 ]
 
-_log = Logger()
+_log = Logger(namespace="cgiserve.listen")
 
 
 @dataclass(frozen=True)
