@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from _raw import fetch
-from conftest import Server, makeDocroot
+from tests.support.checkout import ROOT
+from tests.support.raw import fetch
+from tests.support.server import Server, makeDocroot
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "embed.py"
+EXAMPLE = ROOT / "docs" / "examples" / "embed.py"
 SCRIPT = (
     b"#!/bin/sh\n# SECRET-SOURCE\nprintf 'Content-Type: text/plain\\r\\n\\r\\nRAN\\n'\n"
 )

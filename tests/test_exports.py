@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
 import twisted_cgiserve
-
-ROOT = Path(__file__).parent.parent
 
 
 def test_publicAPI() -> None:

@@ -17,11 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import makeDocroot, waitFor
+from tests.support.checkout import ROOT
+from tests.support.server import makeDocroot, waitFor
 
 pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).parent.parent
 
 HELLO = b"""#!/bin/sh
 printf 'Content-Type: text/plain\\r\\n\\r\\nhello from the wheel\\n'

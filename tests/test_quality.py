@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parent.parent
+from tests.support.checkout import ROOT
+
 BIN = Path(sys.executable).parent
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
-from _certs import makeCertificate
-from twisted_cgiserve._listen import ListeningService, parsePort
-from twisted_cgiserve._reload import ReloadService
-from twisted_cgiserve._shutdown import ShutdownService
-from twisted_cgiserve._systemd import ReadinessService
+from tests.support.certs import makeCertificate
+from twisted_cgiserve._service.listen import ListeningService, parsePort
+from twisted_cgiserve._service.reload import ReloadService
+from twisted_cgiserve._service.shutdown import ShutdownService
+from twisted_cgiserve._service.systemd import ReadinessService
 from twisted_cgiserve.tap import Options, makeService
 
 

@@ -5,10 +5,10 @@ CGI scripts like C{python -m http.server --cgi} did, on Twisted.
 The public API is what is listed in C{__all__}; everything else is private.
 """
 
-from twisted_cgiserve._journald import journaldLogObserver
-from twisted_cgiserve._resource import makeRootResource
+from twisted_cgiserve._root import makeRootResource
+from twisted_cgiserve._service.journald import journaldLogObserver
 from twisted_cgiserve._settings import Settings
-from twisted_cgiserve._static import StaticResource
+from twisted_cgiserve._static.resource import StaticResource
 from twisted_cgiserve._version import __version__
 
 __all__ = [

@@ -7,36 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from twisted_cgiserve._paths import BadRequestPath, resolvePath
+from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
 
-__all__ = ["Settings", "normaliseCGIDirectory"]
-
-
-def normaliseCGIDirectory(urlPath: str) -> str:
-    """
-    Check a CGI directory's URL path and give its canonical spelling (no
-    trailing slash), the form dispatch compares decoded request paths with.
-
-    @raise ValueError: With a message fit for the command line.
-    """
-    if not urlPath.startswith("/"):
-        raise ValueError(f"CGI directory {urlPath!r} must start with '/'")
-    if any(ch in urlPath for ch in "?#%\\") or not urlPath.isprintable():
-        raise ValueError(
-            f"CGI directory {urlPath!r} must be a plain path "
-            "(no '?', '#', '%', '\\' or control characters)"
-        )
-    try:
-        resolved = resolvePath(urlPath.encode("utf-8", "surrogateescape"))
-    except BadRequestPath:
-        raise ValueError(f"CGI directory {urlPath!r} is not a valid path") from None
-    canonical = "/" + "/".join(resolved.segments)
-    if not resolved.segments or canonical != urlPath.rstrip("/"):
-        raise ValueError(
-            f"CGI directory {urlPath!r} must be a normalised path below '/' "
-            "(no '.', '..' or empty segments)"
-        )
-    return canonical
+__all__ = ["Settings"]
 
 
 # What systemd tells the server alone: a script with NOTIFY_SOCKET could
@@ -93,7 +66,7 @@ class Settings:
         get 503 (0 for no limit).
     """
 
-    cgiDirectories: tuple[str, ...] = ("/cgi-bin", "/htbin")
+    cgiDirectories: tuple[str, ...] = DEFAULT_CGI_DIRECTORIES
     cgiEnabled: bool = True
     indexNames: tuple[str, ...] = ("index.html", "index.htm")
     listDirectories: bool = True

@@ -12,7 +12,6 @@ twistd's whole usage text.
 from __future__ import annotations
 
 import os
-import re
 import sys
 from collections.abc import Sequence
 from typing import Any, cast
@@ -21,52 +20,40 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from twisted import __version__ as twistedVersion
-from twisted_cgiserve._accesslog import AccessLog
-from twisted_cgiserve._cgiresource import scriptUser
-from twisted_cgiserve._journald import JOURNALD_LOGGER, logsToJournal
-from twisted_cgiserve._listen import (
+from twisted_cgiserve._cgi.gateway import scriptUser
+from twisted_cgiserve._http.accesslog import AccessLog
+from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
+from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
+from twisted_cgiserve._http.site import CGIServeSite
+from twisted_cgiserve._root import makeRootResource
+from twisted_cgiserve._service.journald import JOURNALD_LOGGER, logsToJournal
+from twisted_cgiserve._service.listen import (
     ListeningService,
     ListenSpec,
     endpointFor,
     parsePort,
 )
-from twisted_cgiserve._logfile import NODE_LOGGER, openNodeLog
-from twisted_cgiserve._reload import ReloadService
-from twisted_cgiserve._resource import makeRootResource
-from twisted_cgiserve._settings import Settings, normaliseCGIDirectory
-from twisted_cgiserve._shutdown import ShutdownService
-from twisted_cgiserve._site import CGIServeSite
-from twisted_cgiserve._systemd import ReadinessService
-from twisted_cgiserve._tls import (
+from twisted_cgiserve._service.logfile import NODE_LOGGER, openNodeLog
+from twisted_cgiserve._service.reload import ReloadService
+from twisted_cgiserve._service.shutdown import ShutdownService
+from twisted_cgiserve._service.systemd import ReadinessService
+from twisted_cgiserve._service.tls import (
     ReloadingServerCreator,
     TLSConfigurationError,
     TLSFiles,
 )
+from twisted_cgiserve._settings import Settings
 from twisted_cgiserve._version import __version__
 
 __all__ = ["Options", "makeService"]
 
 _DEFAULT_PORT = "8000"
-_DEFAULT_CGI_DIRECTORIES = ("/cgi-bin", "/htbin")
 
 _EXIT_USAGE = 2
 
-# RFC 9110's token: what a header name may be made of.
-_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers --header must not set: they frame the message or belong to one
 # connection, and a wrong value breaks every response.
-_RESERVED = frozenset(
-    {
-        "connection",
-        "content-length",
-        "keep-alive",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
+_RESERVED = HOP_BY_HOP | {b"content-length"}
 
 
 def parseHeader(text: str) -> tuple[bytes, bytes]:
@@ -78,11 +65,11 @@ def parseHeader(text: str) -> tuple[bytes, bytes]:
     """
     name, colon, value = text.partition(":")
     name, value = name.strip(), value.strip()
-    if not colon or not _TOKEN.fullmatch(name):
+    if not colon or not TOKEN.fullmatch(name.encode("latin-1", "replace")):
         raise usage.UsageError(f"--header {text!r} is not 'Name: value'")
     if any(c in value for c in "\r\n\0"):
         raise usage.UsageError(f"--header {text!r}: line breaks are not allowed")
-    if name.lower() in _RESERVED:
+    if name.lower().encode("latin-1", "replace") in _RESERVED:
         raise usage.UsageError(f"--header {text!r}: {name} is set by the server")
     try:
         return name.encode("ascii"), value.encode("latin-1")
@@ -349,7 +336,7 @@ class Options(usage.Options):
         try:
             self["cgi-dirs"] = [
                 normaliseCGIDirectory(d)
-                for d in (self["cgi-dirs"] or _DEFAULT_CGI_DIRECTORIES)
+                for d in (self["cgi-dirs"] or DEFAULT_CGI_DIRECTORIES)
             ]
         except ValueError as e:
             raise usage.UsageError(str(e)) from None

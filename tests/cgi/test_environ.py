@@ -1,0 +1,216 @@
+"""
+Tests for L{twisted_cgiserve._cgi.environ}: the environment scripts run with.
+"""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.address import IPv4Address, IPv6Address
+
+from tests.support.requests import makeRequest
+from twisted_cgiserve._cgi.environ import (
+    BASE_PATH,
+    CGIEnvironmentSettings,
+    ScriptRequest,
+    buildEnvironment,
+)
+
+SCRIPT = ScriptRequest(
+    scriptName="/cgi-bin/env.sh",
+    pathInfo="",
+    scriptFilename="/srv/www/cgi-bin/env.sh",
+    documentRoot="/srv/www",
+    bodyLength=None,
+)
+
+
+def _env(  # noqa: PLR0917
+    uri: bytes = b"/cgi-bin/env.sh",
+    headers: list[tuple[bytes, bytes]] | None = None,
+    settings: CGIEnvironmentSettings | None = None,
+    script: ScriptRequest = SCRIPT,
+    method: bytes = b"GET",
+    environ: dict[str, str] | None = None,
+    ipv6: bool = False,
+) -> tuple[dict[str, str], list[str]]:
+    request = makeRequest(uri, method=method)
+    for name, value in headers or []:
+        request.requestHeaders.addRawHeader(name, value)
+    request.clientproto = b"HTTP/1.1"
+    request.isSecure = lambda: False
+    if ipv6:
+        request.client = IPv6Address("TCP", "::ffff:192.0.2.9", 50000)
+        request.getHost = lambda: IPv6Address("TCP", "::1", 8000)
+    else:
+        request.client = IPv4Address("TCP", "192.0.2.9", 50000)
+        request.getHost = lambda: IPv4Address("TCP", "127.0.0.1", 8000)
+    return buildEnvironment(
+        request,
+        script,
+        settings or CGIEnvironmentSettings(),
+        "twisted-cgiserve/1",
+        environ={"SECRET": "x", "NOTIFY_SOCKET": "/run/n", "HOME": "/root"}
+        if environ is None
+        else environ,
+    )
+
+
+def test_rfcVariables() -> None:
+    """
+    The RFC 3875 meta-variables, plus what real applications need.
+    """
+    env, argv = _env(b"/cgi-bin/env.sh?a=b", [(b"Host", b"example.com:8080")])
+    assert {k: env[k] for k in (
+        "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "SERVER_PROTOCOL", "SERVER_NAME",
+        "SERVER_PORT", "SERVER_ADDR", "REQUEST_METHOD", "REQUEST_URI", "SCRIPT_NAME",
+        "SCRIPT_FILENAME", "PATH_INFO", "QUERY_STRING", "DOCUMENT_ROOT",
+        "REMOTE_ADDR", "REMOTE_PORT", "REMOTE_HOST", "REDIRECT_STATUS",
+        "CONTENT_TYPE", "REQUEST_SCHEME", "PATH",
+    )} == {
+        "GATEWAY_INTERFACE": "CGI/1.1",
+        "SERVER_SOFTWARE": "twisted-cgiserve/1",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "SERVER_NAME": "example.com",
+        "SERVER_PORT": "8000",
+        "SERVER_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "REQUEST_URI": "/cgi-bin/env.sh?a=b",
+        "SCRIPT_NAME": "/cgi-bin/env.sh",
+        "SCRIPT_FILENAME": "/srv/www/cgi-bin/env.sh",
+        "PATH_INFO": "",
+        "QUERY_STRING": "a=b",
+        "DOCUMENT_ROOT": "/srv/www",
+        "REMOTE_ADDR": "192.0.2.9",
+        "REMOTE_PORT": "50000",
+        "REMOTE_HOST": "192.0.2.9",
+        "REDIRECT_STATUS": "200",
+        "CONTENT_TYPE": "text/plain",
+        "REQUEST_SCHEME": "http",
+        "PATH": BASE_PATH,
+    }  # fmt: skip
+    assert argv == []
+    assert "CONTENT_LENGTH" not in env
+    assert "PATH_TRANSLATED" not in env
+    assert "HTTPS" not in env
+
+
+def test_nothingFromServerEnvironment() -> None:
+    """
+    Scripts get none of the server's environment unless it is passed on:
+    not credentials, not systemd's NOTIFY_SOCKET.
+    """
+    env, _ = _env()
+    assert not {"SECRET", "NOTIFY_SOCKET", "HOME"} & set(env)
+    env, _ = _env(
+        settings=CGIEnvironmentSettings(
+            passEnvironment=("SECRET", "MISSING"),
+            setEnvironment=(("A", "b"), ("PATH", "/opt/bin")),
+        )
+    )
+    assert env["SECRET"] == "x" and env["A"] == "b" and env["PATH"] == "/opt/bin"
+    assert "MISSING" not in env
+
+
+def test_headers() -> None:
+    """
+    Every request header becomes HTTP_*; repeated ones are merged (cookies
+    with '; '); names that could pose as others and the httpoxy Proxy header
+    are dropped; credentials only on request.
+    """
+    headers = [
+        (b"X-Dup", b"one"),
+        (b"X-Dup", b"two"),
+        (b"Cookie", b"a=1"),
+        (b"Cookie", b"b=2"),
+        (b"X_Forwarded_For", b"evil"),
+        (b"X-Forwarded-For", b"good"),
+        (b"Proxy", b"evil:1"),
+        (b"Authorization", b"Basic dXNlcjpwYXNz"),
+        (b"Transfer-Encoding", b"chunked"),
+        (b"Accept", b"text/html"),
+    ]
+    env, _ = _env(headers=headers)
+    assert env["HTTP_X_DUP"] == "one, two"
+    assert env["HTTP_COOKIE"] == "a=1; b=2"
+    assert env["HTTP_X_FORWARDED_FOR"] == "good"
+    assert env["HTTP_ACCEPT"] == "text/html"
+    assert env["AUTH_TYPE"] == "Basic"
+    for absent in ("HTTP_PROXY", "PROXY", "HTTP_AUTHORIZATION", "REMOTE_USER",
+                   "HTTP_TRANSFER_ENCODING"):  # fmt: skip
+        assert absent not in env
+    env, _ = _env(
+        headers=headers, settings=CGIEnvironmentSettings(passAuthorization=True)
+    )
+    assert env["HTTP_AUTHORIZATION"] == "Basic dXNlcjpwYXNz"
+
+
+def test_alwaysPresent() -> None:
+    """
+    As in http.server, HTTP_ACCEPT, HTTP_USER_AGENT, HTTP_COOKIE and
+    HTTP_REFERER exist (empty) without their headers.
+    """
+    env, _ = _env()
+    for name in ("HTTP_ACCEPT", "HTTP_USER_AGENT", "HTTP_COOKIE", "HTTP_REFERER"):
+        assert env[name] == ""
+
+
+@pytest.mark.parametrize(
+    ("host", "name"),
+    [
+        (b"[::1]:8080", "[::1]"),
+        (b"example.com", "example.com"),
+        (b"bad host/x", "127.0.0.1"),
+    ],
+)
+def test_serverName(host: bytes, name: str) -> None:
+    """
+    SERVER_NAME is the Host without its port (IPv6 bracketed, RFC 3875
+    4.1.14), or the local address when the Host is not a host name.
+    """
+    env, _ = _env(headers=[(b"Host", host)])
+    assert env["SERVER_NAME"] == name
+
+
+def test_ipv4MappedAddresses() -> None:
+    """
+    A dual-stack socket's IPv4-mapped peer address reaches scripts as plain
+    IPv4; an IPv6 local address without Host is bracketed in SERVER_NAME.
+    """
+    env, _ = _env(ipv6=True)
+    assert env["REMOTE_ADDR"] == "192.0.2.9"
+    assert env["SERVER_NAME"] == "[::1]"
+
+
+def test_pathInfo() -> None:
+    """
+    PATH_TRANSLATED maps PATH_INFO below the document root, never above it.
+    """
+    script = ScriptRequest("/cgi-bin/env.sh", "/a/../../etc/x y", "/s", "/srv/www", 5)
+    env, _ = _env(script=script, method=b"POST")
+    assert env["PATH_INFO"] == "/a/../../etc/x y"
+    assert env["PATH_TRANSLATED"] == "/srv/www/etc/x y"
+    assert env["CONTENT_LENGTH"] == "5"
+
+
+@pytest.mark.parametrize(
+    ("uri", "method", "argv"),
+    [
+        (b"/s?word1+word%202", b"GET", ["word1", "word 2"]),
+        (b"/s?only", b"HEAD", ["only"]),
+        (b"/s?a=b", b"GET", []),
+        (b"/s?-x", b"GET", []),
+        (b"/s?ok+-s", b"GET", []),
+        (b"/s?%2dx", b"GET", []),
+        (b"/s?a%00b", b"GET", []),
+        (b"/s?word", b"POST", []),
+        (b"/s", b"GET", []),
+        (b"/s?", b"GET", []),
+    ],
+)
+def test_argv(uri: bytes, method: bytes, argv: list[str]) -> None:
+    """
+    RFC 3875 section 4.4: an indexed query (GET or HEAD, no '=') becomes
+    decoded argv words, but never a word a program would take as an option:
+    then no word at all.
+    """
+    assert _env(uri, method=method)[1] == argv

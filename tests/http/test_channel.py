@@ -1,0 +1,355 @@
+"""
+Tests for L{twisted_cgiserve._http.channel}: the HTTP/1.x channel against an
+in-memory transport that, like a socket's, pauses its producer when more
+than its buffer size waits to be sent.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+from twisted.internet.error import ConnectionDone
+from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.python.failure import Failure
+from twisted.web.resource import Resource
+from twisted.web.server import NOT_DONE_YET, Request, Site
+
+from twisted_cgiserve._http.channel import MAX_CONTENT_LENGTH_DIGITS, CGIServeChannel
+
+
+class _Transport(StringTransport):
+    """
+    A transport that pauses its producer (the channel) while more than
+    C{bufferSize} bytes are unsent, as Twisted's C{FileDescriptor} does, and
+    resumes it when the client has read them all (L{drain}).
+    """
+
+    def __init__(self, bufferSize: int) -> None:
+        super().__init__()
+        self.bufferSize = bufferSize
+        self.producerPaused = False
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self._maybePause()
+
+    def writeSequence(self, data: list[bytes]) -> None:  # type: ignore[override]
+        super().writeSequence(data)
+        self._maybePause()
+
+    def _maybePause(self) -> None:
+        if self.producer is not None and len(self.value()) > self.bufferSize:
+            self.producerPaused = True
+            self.producer.pauseProducing()
+
+    def drain(self) -> bytes:
+        """
+        The client reads everything sent so far.
+        """
+        data = self.value()
+        self.clear()
+        if self.producer is not None and self.producerPaused:
+            self.producerPaused = False
+            self.producer.resumeProducing()
+        return data
+
+    @property
+    def reading(self) -> bool:
+        return self.producerState == "producing"
+
+
+class _Echo(Resource):
+    """
+    Answer each request with its path padded to C{size} bytes.
+    """
+
+    isLeaf = True
+
+    def __init__(self, size: int = 1000) -> None:
+        super().__init__()
+        self.size = size
+
+    def render(self, request: Request) -> bytes:  # type: ignore[override]
+        body = request.path.ljust(self.size, b".")
+        request.setHeader(b"content-type", b"text/plain")
+        return body
+
+
+class _Slow(Resource):
+    """
+    Answer C{/slow} with C{size} bytes and leave it unfinished (the test
+    finishes it); other paths as L{_Echo}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self.size = size
+        self.pending: list[Request] = []
+
+    def render(self, request: Request) -> bytes | int:  # type: ignore[override]
+        if request.path != b"/slow":
+            return request.path
+        request.setHeader(b"content-length", b"%d" % (self.size,))
+        request.write(b"s" * self.size)
+        self.pending.append(request)
+        return NOT_DONE_YET
+
+
+_connected: list[CGIServeChannel] = []
+
+
+@pytest.fixture(autouse=True)
+def _disconnect() -> Iterator[None]:
+    """
+    End every connection a test made, so the requests' body files close.
+    """
+    yield
+    while _connected:
+        _connected.pop().connectionLost(Failure(ConnectionDone()))
+
+
+def _connect(
+    resource: Resource, bufferSize: int = 1 << 30
+) -> tuple[CGIServeChannel, _Transport]:
+    site = Site(resource)
+    site.log = lambda request: None  # type: ignore[method-assign]
+    channel = CGIServeChannel()
+    channel.site = site
+    channel.requestFactory = Request
+    channel.callLater = MemoryReactorClock().callLater
+    transport = _Transport(bufferSize)
+    channel.makeConnection(transport)
+    _connected.append(channel)
+    return channel, transport
+
+
+def _get(path: bytes, extra: bytes = b"") -> bytes:
+    return b"GET %s HTTP/1.1\r\nHost: example.com\r\n%s\r\n" % (path, extra)
+
+
+def _statuses(data: bytes) -> list[int]:
+    return [int(code) for code in re.findall(rb"HTTP/1\.[01] ([0-9]{3}) ", data)]
+
+
+# Pipelining
+
+
+def test_pipelinedRequestsWaitForTheClientToRead() -> None:
+    """
+    While the transport holds more than its buffer size, the next pipelined
+    request is neither parsed nor answered and the socket is not read; each
+    drain lets the next ones through, in order, and reading resumes.
+    """
+    channel, transport = _connect(_Echo(1000), bufferSize=4000)
+    paths = [b"/%d" % (i,) for i in range(20)]
+    channel.dataReceived(b"".join(_get(p) for p in paths))
+    first = transport.value()
+    assert 1 <= len(_statuses(first)) <= 5
+    assert not transport.reading
+    received = b""
+    for _ in range(len(paths)):
+        pending = transport.value()
+        # Never more than the buffer plus the one response that filled it.
+        assert len(pending) <= 4000 + 1300
+        received += transport.drain()
+        if received.count(b"HTTP/1.1 200 OK") == len(paths):
+            break
+    assert _statuses(received) == [200] * len(paths)
+    bodies = [p.ljust(1000, b".") for p in paths]
+    positions = [received.index(body) for body in bodies]
+    assert positions == sorted(positions)
+    assert transport.reading
+
+
+def test_clientThatReadsIsNotHeldBack() -> None:
+    """
+    A pipelining client that reads as it goes (the transport never fills)
+    gets every answer at once, as before.
+    """
+    channel, transport = _connect(_Echo(1000))
+    channel.dataReceived(b"".join(_get(b"/%d" % (i,)) for i in range(50)))
+    assert _statuses(transport.value()) == [200] * 50
+    assert transport.reading
+
+
+def test_stopsReadingWhileResponseBlocked() -> None:
+    """
+    A client that sends more while the response in progress waits for it to
+    read is not read from any further (Twisted would buffer all it sends),
+    and the request it sent is answered only once the response before it
+    has been sent.
+    """
+    resource = _Slow(10_000)
+    channel, transport = _connect(resource, bufferSize=4000)
+    channel.dataReceived(_get(b"/slow"))
+    assert resource.pending
+    assert transport.reading
+    channel.dataReceived(_get(b"/next"))
+    assert not transport.reading
+    resource.pending[0].finish()
+    assert b"/next" not in transport.value()
+    received = transport.drain()
+    received += transport.drain()
+    assert _statuses(received) == [200, 200]
+    assert received.endswith(b"/next")
+    assert transport.reading
+
+
+def test_headerDeadlineWaitsForDrain() -> None:
+    """
+    A request head held unparsed while the transport is full does not run
+    the header deadline (the wait is the server's); it starts once the
+    channel takes the held bytes up again.
+    """
+    channel, transport = _connect(_Echo(1000), bufferSize=500)
+    channel.dataReceived(_get(b"/a") + b"GET /x")
+    assert not transport.reading
+    assert channel.headerStarted is None
+    transport.drain()
+    assert transport.reading
+    assert channel.headerStarted is not None
+    channel.dataReceived(b" HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert channel.headerStarted is None
+    assert transport.value().endswith(b"/x".ljust(1000, b"."))
+
+
+def test_lastRequestClosesWhileBlocked() -> None:
+    """
+    A blocked transport does not keep a non-persistent connection open: its
+    last response ends it as usual.
+    """
+    channel, transport = _connect(_Echo(1000), bufferSize=500)
+    channel.dataReceived(_get(b"/a", b"Connection: close\r\n"))
+    assert transport.disconnecting
+
+
+# Refusals: each a complete response with the error page, then a close.
+
+
+def _refusal(data: bytes) -> tuple[int, bytes, _Transport]:
+    channel, transport = _connect(_Echo(10))
+    channel.dataReceived(data)
+    sent = transport.value()
+    return _statuses(sent)[0], sent, transport
+
+
+def _assertRefused(data: bytes, code: int = 400) -> None:
+    status, sent, transport = _refusal(data)
+    assert status == code
+    assert b"Error code: %d" % (code,) in sent
+    assert b"Connection: close" in sent
+    assert transport.disconnecting
+    assert len(_statuses(sent)) == 1
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"GET / HTTP/1.1\r\n", id="http11WithoutHost"),
+        pytest.param(b"GET http://a/ HTTP/1.1\r\n", id="absoluteFormWithoutHost"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nHost: a\r\n", id="twoHosts"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\nhOsT: b\r\n", id="twoHostsCase"),
+        pytest.param(b"GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n", id="http10TwoHosts"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a b/c\r\n", id="invalid"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n b\r\n", id="folded"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: u@a\r\n", id="userinfo"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a:123456\r\n", id="longPort"),
+        pytest.param(b"GET / HTTP/1.0\r\nHost: [::1\r\n", id="http10Invalid"),
+    ],
+)
+def test_hostRefused(head: bytes) -> None:
+    """
+    RFC 9112 section 3.2: an HTTP/1.1 request without Host, any request
+    with more than one Host field line or an invalid one, is answered 400.
+    """
+    _assertRefused(head + b"\r\n")
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        pytest.param(b"GET / HTTP/1.0\r\n", id="http10WithoutHost"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: \r\n", id="empty"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: [::1]:8080\r\n", id="ipv6"),
+        pytest.param(b"GET / HTTP/1.1\r\nHost: 127.0.0.1:80\r\n", id="ipv4"),
+        pytest.param(
+            b"GET http://b/ HTTP/1.1\r\nHost: a\r\n", id="absoluteFormWithHost"
+        ),
+    ],
+)
+def test_hostAccepted(head: bytes) -> None:
+    """
+    HTTP/1.0 may omit Host; an empty one, an address and a name with a
+    port are valid.
+    """
+    status, _sent, _transport = _refusal(head + b"\r\n")
+    assert status == 200
+
+
+def test_noContinueForRefusedHost() -> None:
+    """
+    A request refused for its Host is not invited to send its body.
+    """
+    status, sent, _transport = _refusal(
+        b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n"
+    )
+    assert status == 400
+    assert b"100 Continue" not in sent
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param(b"9" * 5000, id="5000digits"),
+        pytest.param(b"1" * (MAX_CONTENT_LENGTH_DIGITS + 1), id="19digits"),
+        pytest.param(b"0" * 5000 + b"1", id="leadingZeros"),
+    ],
+)
+@pytest.mark.parametrize("name", [b"Content-Length", b"content-LENGTH"])
+def test_longContentLengthRefused(name: bytes, value: bytes) -> None:
+    """
+    A Content-Length with more digits than any real body needs is answered
+    400 with the error page (Twisted's conversion fails past 4300 digits:
+    a traceback and a silent close).
+    """
+    _assertRefused(_get(b"/", name + b": " + value + b"\r\n"))
+
+
+def test_longestContentLengthAccepted() -> None:
+    """
+    A Content-Length of L{MAX_CONTENT_LENGTH_DIGITS} digits is a length
+    (the site's body size limit, if any, decides on it).
+    """
+    channel, transport = _connect(_Echo(10))
+    channel.dataReceived(
+        _get(b"/", b"Content-Length: %s\r\n" % (b"0" * MAX_CONTENT_LENGTH_DIGITS,))
+    )
+    assert _statuses(transport.value()) == [200]
+    channel, transport = _connect(_Echo(10))
+    channel._maxBodySize = 100
+    channel.dataReceived(
+        _get(b"/", b"Content-Length: %s\r\n" % (b"9" * MAX_CONTENT_LENGTH_DIGITS,))
+    )
+    assert _statuses(transport.value()) == [413]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b"f" * 5000 + b"\r\n", id="5000hexDigits"),
+        pytest.param(b"1" * 3000, id="lineNeverEnds"),
+        pytest.param(b"zz\r\n", id="notHex"),
+    ],
+)
+def test_badChunkSizeRefused(body: bytes) -> None:
+    """
+    A chunk size that is too long, or a chunk-size line that never ends
+    (Twisted stops at 1024 bytes), is answered 400 with the error page.
+    """
+    _assertRefused(
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+    )

@@ -1,0 +1,282 @@
+# -*- test-case-name: tests.http.test_channel -*-
+"""
+The HTTP/1.x connection: Twisted's L{HTTPChannel}, answering the requests it
+cannot parse instead of dropping them, refusing the ones RFC 9112 says to
+refuse, and reading no further than the client reads.
+
+Twisted closes the connection without a word when a request or header line
+is longer than it accepts (or a C{Content-Length} longer than Python's
+integers parse), and answers other unparseable requests with a bare C{400}
+that has no body; a client (or the person debugging it) then cannot tell a
+server limit from a network failure.
+
+Twisted also answers every request a client pipelines, whether or not the
+client reads the answers: they pile up in the transport's buffer without
+end. Here the next pipelined request waits, unparsed and with the socket
+no longer read, while the transport holds more than its buffer's worth of
+unsent response (Twisted's C{FileDescriptor.bufferSize}, 64 KiB, past which
+the transport pauses its producer, this channel); it is taken up when the
+transport has drained and resumes the channel.
+"""
+
+from __future__ import annotations
+
+from time import monotonic
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel, Request
+
+from twisted_cgiserve._http.errors import errorPage
+from twisted_cgiserve._http.host import isValidHost
+
+__all__ = ["MAX_CONTENT_LENGTH_DIGITS", "CGIServeChannel", "rawErrorResponse"]
+
+# The most digits a request's Content-Length may have (up to about 10**18
+# bytes, what a 64-bit length holds); a longer one is refused with 400, as
+# nginx does, before Python is asked to convert it (it refuses past 4300).
+MAX_CONTENT_LENGTH_DIGITS = 18
+_LONGEST_LENGTH_LINE = len(b"Content-Length: ") + MAX_CONTENT_LENGTH_DIGITS
+
+
+def rawErrorResponse(code: int, serverSoftware: bytes) -> bytes:
+    """
+    A complete error response that closes the connection, for errors found
+    before there is a request object to answer through.
+    """
+    reason, page = errorPage(code)
+    return (
+        b"HTTP/1.1 %d %s\r\n"
+        b"Server: %s\r\n"
+        b"Connection: close\r\n"
+        b"Content-Type: text/html;charset=utf-8\r\n"
+        b"Content-Length: %d\r\n\r\n" % (code, reason, serverSoftware, len(page))
+    ) + page
+
+
+class CGIServeChannel(HTTPChannel):
+    """
+    An HTTP/1.x channel whose every refusal is a complete response, with
+    limits on what a client may send: a deadline for a request's headers
+    (so clients trickling bytes cannot hold connections forever) and the
+    site's body size limit, enforced before the body is read.
+    """
+
+    serverSoftware = b"twisted-cgiserve"
+    _host = None
+    _refused = False
+    # The transport asked this channel (its producer) to pause: it holds
+    # more unsent bytes than its buffer size. It resumes the channel once
+    # they have all been handed to the kernel.
+    _sendBlocked = False
+    # This channel stopped reading from the transport because of that.
+    _readingStopped = False
+    # The last Host value found valid on this connection.
+    _validHost: bytes | None = None
+    # When the request whose headers are being received began (monotonic
+    # seconds), or None; the site's sweep refuses overdue ones with 408.
+    headerStarted: float | None = None
+    _maxBodySize = 0
+
+    def getHost(self) -> object:
+        """
+        The local address, asked of the socket once per connection rather
+        than once per request (Twisted's request constructor asks for it).
+        """
+        if self._host is None:
+            self._host = super().getHost()
+        return self._host
+
+    def refuse(self, code: int) -> None:
+        """
+        Answer C{code} and close the connection; nothing more it sends is
+        read.
+        """
+        if self._refused:
+            return
+        self._refused = True
+        self.headerStarted = None
+        if self.transport is not None:
+            self.transport.write(rawErrorResponse(code, self.serverSoftware))
+        self.loseConnection()
+
+    # Twisted's entry points, silenced once the connection is refused.
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._refused:
+            return
+        if data and self._sendBlocked:
+            # The client sends while it does not read what it is sent: what
+            # arrived is kept (Twisted buffers it for after the response in
+            # progress), but nothing more is read until the transport has
+            # drained.
+            self._stopReading()
+        # The header deadline runs only while no request is being processed:
+        # bytes of a pipelined request wait in Twisted's buffer for the
+        # response before them (or, unparsed, for that response to be
+        # sent), and that wait is the server's, not the client's.
+        if (
+            self.headerStarted is None
+            and self._receivedHeaderSize == 0
+            and not self.requests
+            and not self.paused
+            and data
+        ):
+            self.headerStarted = monotonic()
+        super().dataReceived(data)
+
+    def rawDataReceived(self, data: bytes) -> None:
+        if not self._refused:
+            super().rawDataReceived(data)
+
+    def allContentReceived(self) -> None:
+        if not self._refused:
+            super().allContentReceived()
+
+    def headerReceived(self, line: bytes) -> bool:
+        """
+        Refuse (400) a C{Content-Length} longer than
+        L{MAX_CONTENT_LENGTH_DIGITS} before Twisted converts it (which fails
+        with a traceback past Python's 4300-digit limit, and the client is
+        disconnected without a word).
+        """
+        # Only a line longer than the longest length allowed needs a look
+        # (Twisted refuses a name with space before the colon as invalid).
+        if (
+            len(line) > _LONGEST_LENGTH_LINE
+            and line[:15].lower() == b"content-length:"
+            and len(line[15:].strip(b" \t")) > MAX_CONTENT_LENGTH_DIGITS
+        ):
+            self.refuse(400)
+            return False
+        ok: bool = super().headerReceived(line)
+        return ok
+
+    def allHeadersReceived(self) -> None:
+        """
+        Refuse a request without a valid C{Host} (400) or with a body
+        announced larger than the site accepts (413), before its body is
+        read and before Twisted would answer C{Expect: 100-continue}.
+        """
+        self.headerStarted = None
+        if not self._hostAcceptable(self.requests[-1]):
+            self.refuse(400)
+            return
+        limit = self._maxBodySize
+        if limit and self.length is not None and self.length > limit:
+            self.refuse(413)
+            return
+        super().allHeadersReceived()
+
+    def _hostAcceptable(self, request: Request) -> bool:
+        """
+        RFC 9112 section 3.2: an HTTP/1.1 request must have a C{Host}, and no
+        request may have more than one or an invalid one. (An absolute-form
+        target still needs one; what it names wins over it, as
+        L{twisted_cgiserve._cgi.environ} and L{twisted_cgiserve._http.paths} read it.)
+        With one C{Host} at most, the host a proxy in front routed on is the
+        one scripts see as C{SERVER_NAME}.
+        """
+        hosts = request.requestHeaders.getRawHeaders(b"host")
+        if hosts is None:
+            # Twisted's parsed version of the request line (it accepts only
+            # HTTP/1.0 and HTTP/1.1), read before Twisted reads it itself.
+            version: bytes = self._version
+            return version != b"HTTP/1.1"
+        if len(hosts) != 1:
+            return False
+        host = hosts[0]
+        # A client names the same host on every request of a connection.
+        if host != self._validHost:
+            if not isValidHost(host):
+                return False
+            self._validHost = host
+        return True
+
+    # Pipelining: no more response than the transport's buffer holds.
+
+    def pauseProducing(self) -> None:
+        """
+        The transport holds more unsent bytes than its buffer size: the
+        response in progress is paused (by Twisted), and no further
+        pipelined request is started until L{resumeProducing}.
+        """
+        self._sendBlocked = True
+        super().pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """
+        The transport has sent everything: read again, and take up the
+        pipelined requests that waited.
+        """
+        self._sendBlocked = False
+        super().resumeProducing()
+        if self._readingStopped:
+            self._readingStopped = False
+            producer = IPushProducer(self.transport, None)
+            if producer is not None:
+                producer.resumeProducing()
+        if self.paused and not self._refused:
+            self.paused = False
+            # LineReceiver's own buffer, handed back as Twisted hands back
+            # what it buffered during a request (and with the header
+            # deadline starting now, if a request's head is waiting).
+            self.dataReceived(self.clearLineBuffer())
+
+    def requestDone(self, request: Request) -> None:
+        """
+        A response is complete. While the transport is full, what the client
+        pipelined behind it stays unparsed (L{LineReceiver.paused}) and the
+        socket unread, instead of being answered into the transport's
+        buffer.
+        """
+        if self._sendBlocked and self.persistent:
+            self.paused = True
+            self._stopReading()
+        super().requestDone(request)
+
+    def _stopReading(self) -> None:
+        if self._readingStopped:
+            return
+        producer = IPushProducer(self.transport, None)
+        if producer is not None:
+            self._readingStopped = True
+            producer.pauseProducing()
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        site = getattr(self, "site", None)
+        self._maxBodySize = int(getattr(site, "maxBodySize", 0) or 0)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.headerStarted = None
+        super().connectionLost(reason)
+
+    # Refusals
+
+    def headerTimedOut(self) -> None:
+        """
+        The client took too long to send a request's headers.
+        """
+        self.refuse(408)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """
+        A line longer than L{MAX_LENGTH}: the request line (414) or a header
+        line (431).
+        """
+        # Twisted resets the header byte count when a request ends, so none
+        # counted yet means the long line is the request line.
+        self.refuse(414 if self._receivedHeaderSize == 0 else 431)
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """
+        A request Twisted refuses: too many or too large headers (431), or
+        malformed (400; Twisted's own has no body and no C{Server}).
+        """
+        tooMuch = (
+            self._receivedHeaderSize > self.totalHeadersSize
+            or self._receivedHeaderCount > self.maxHeaders
+        )
+        self.refuse(431 if tooMuch else 400)

@@ -1,0 +1,139 @@
+# -*- test-case-name: tests.test_root -*-
+"""
+The served tree: one resource that resolves each request once and hands it
+to the static half or the CGI half.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource, Resource
+
+from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings
+from twisted_cgiserve._cgi.gateway import CGIHandler, scriptUser
+from twisted_cgiserve._cgi.locate import cgiDirectoryFor
+from twisted_cgiserve._http.errors import sendError
+from twisted_cgiserve._http.paths import BadRequestPath, resolvePath
+from twisted_cgiserve._settings import Settings
+from twisted_cgiserve._static.resource import (
+    STATIC_METHODS,
+    StaticResource,
+    refuseMethod,
+    resourcePath,
+)
+
+__all__ = ["makeRootResource"]
+
+
+class _Root(Resource):
+    """
+    The root of a served directory.
+    """
+
+    isLeaf = True
+
+    def __init__(
+        self,
+        directory: str,
+        settings: Settings,
+        user: tuple[int, int] | None,
+        reactor: Any = None,
+    ) -> None:
+        """
+        @param user: The user and group scripts run as, already looked up
+            (see L{scriptUser}).
+        """
+        super().__init__()
+        self._settings = settings
+        self._static = StaticResource(
+            directory,
+            indexNames=settings.indexNames,
+            listDirectories=settings.listDirectories,
+            # CGI dispatch takes these paths before the static half sees
+            # them, except spellings only a case-insensitive file system
+            # equates (/CGI-BIN/x): refused there too. With CGI off they
+            # are plain directories.
+            cgiDirectories=settings.cgiDirectories if settings.cgiEnabled else (),
+            reactor=reactor,
+        )
+        self._cgi = CGIHandler(
+            directory,
+            CGIEnvironmentSettings(
+                passAuthorization=settings.cgiPassAuthorization,
+                passEnvironment=settings.cgiPassEnvironment,
+                setEnvironment=settings.cgiSetEnvironment,
+            ),
+            user,
+            self,
+            reactor,
+            timeout=settings.cgiTimeout,
+            maxProcesses=settings.cgiMaxProcesses,
+        )
+
+    def stopScripts(self) -> Deferred[object]:
+        """
+        End every running CGI script; fires when all have ended.
+        """
+        return self._cgi.stopAll()
+
+    def render(self, request: IRequest) -> int:
+        """
+        Hand C{request} to the CGI half or the static half.
+
+        The method decides first wherever it can, so that this resource and
+        a L{StaticResource} over the same tree answer alike: a GET or HEAD
+        with a malformed path (a decoded NUL) is C{400}; any other method is
+        http.server's C{501} unless the path is below a CGI directory, where
+        scripts take every method. Only that case needs the path resolved
+        before the method is judged, and a malformed path names no script,
+        so it is below no CGI directory: C{PUT /%00} and C{POST
+        /cgi-bin/%00} are C{501}, as from L{StaticResource}.
+        """
+        static = request.method in STATIC_METHODS
+        settings = self._settings
+        if not (static or settings.cgiEnabled):
+            return refuseMethod(request)
+        try:
+            resolved = resolvePath(resourcePath(request))
+        except BadRequestPath:
+            if not static:
+                return refuseMethod(request)
+            return sendError(request, 400, "Bad request path")
+        if settings.cgiEnabled:
+            directory = cgiDirectoryFor(resolved, settings.cgiDirectories)
+            if directory is not None:
+                return self._cgi.render(request, resolved, directory)
+        if not static:
+            return refuseMethod(request)
+        return self._static.renderResolved(request, resolved)
+
+
+def makeRootResource(
+    directory: str, settings: Settings | None = None, reactor: Any = None
+) -> IResource:
+    """
+    The whole tree for serving C{directory}: static files everywhere, CGI
+    scripts under the CGI directories. Mount it at any path of a Twisted
+    resource tree, or serve it from a L{twisted.web.server.Site}.
+
+    @param reactor: The reactor scripts are run with (default: the global
+        one).
+    @raise ValueError: C{directory} is not a directory, or the CGI user does
+        not exist.
+    """
+    if not os.path.isdir(directory):
+        raise ValueError(f"{directory!r} is not a directory")
+    settings = settings or Settings()
+    user = None
+    if settings.cgiEnabled:
+        # Only the lookup: a KeyError from anywhere else is a bug to see,
+        # not a missing user.
+        try:
+            user = scriptUser(settings.cgiUser)
+        except KeyError:
+            raise ValueError(f"no such user: {settings.cgiUser!r}") from None
+    return _Root(os.path.abspath(directory), settings, user, reactor)
