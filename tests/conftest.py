@@ -8,6 +8,7 @@ module is imported.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -42,6 +43,14 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def token() -> str:
+    """
+    A fresh random name, for the files a test's scripts leave behind.
+    """
+    return secrets.token_hex(8)
 
 
 @pytest.fixture(autouse=True)

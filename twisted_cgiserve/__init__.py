@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_exports -*-
 """
 twisted-cgiserve: serve a directory like C{python -m http.server}, and run
 CGI scripts like C{python -m http.server --cgi} did, on Twisted.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.test_exports -*-
 """
 The version of twisted-cgiserve, in one place so the wheel metadata, the
 C{Server} header and C{--version} can never disagree.

@@ -18,7 +18,6 @@ every CGI option set, one with --no-cgi.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import pwd
@@ -28,16 +27,21 @@ import stat
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from tests.support.probes import RssSampler, childrenOf, processState
+from tests.support.probes import RssSampler, childrenOf, openFiles, processState
 from tests.support.raw import Conn, fetch, request
-from tests.support.server import Server, makeDocroot, startServer, waitFor
+from tests.support.server import (
+    ScriptTree,
+    Server,
+    makeScriptTree,
+    startServer,
+    waitFor,
+)
 from tests.support.shell import NOBODY, sh, writeFile
 
 pytestmark = pytest.mark.e2e
@@ -419,41 +423,24 @@ os.write(1, b"Content-Type: text/plain\\n\\n%d\\n" % os.getpid())
     }
 
 
-@dataclass
-class Tree:
-    """
-    The shared document root.
-    """
-
-    root: Path
-    state: Path
-    logs: Path
-
-
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
-    root = makeDocroot("cgiserve-e2e-cgi-")
-    state = root / "state"
-    state.mkdir()
-    # Scripts run as nobody (or --cgi-user) leave their markers here.
-    state.chmod(0o1777)
-    for name, data in scripts(state).items():
-        writeFile(root / name, data)
-    for directory, _, _ in os.walk(root):
-        if directory != str(state):
-            os.chmod(directory, 0o755)
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptTree]:
+    tree = makeScriptTree(
+        "cgiserve-e2e-cgi-", scripts, tmp_path_factory.mktemp("cgi-logs")
+    )
+    root = tree.root
     writeFile(root / "cgi-bin" / "noexec.sh", NOEXEC, 0o644)
     writeFile(root / "cgi-bin" / "root700.sh", HELLO, 0o700)
     (root / "cgi-bin" / "adir").mkdir(mode=0o755)
     os.symlink("adir", root / "cgi-bin" / "linkdir")
     os.mkfifo(root / "cgi-bin" / "fifo", 0o644)
     (root / "static.txt").write_bytes(b"static file contents\n")
-    yield Tree(root, state, tmp_path_factory.mktemp("cgi-logs"))
+    yield tree
     shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def server(tree: Tree) -> Iterator[Server]:
+def server(tree: ScriptTree) -> Iterator[Server]:
     """
     The default options, with secrets in the server's own environment.
     """
@@ -483,7 +470,7 @@ OPTIONS = [
 
 
 @pytest.fixture(scope="module")
-def optionServer(tree: Tree) -> Iterator[Server]:
+def optionServer(tree: ScriptTree) -> Iterator[Server]:
     """
     Every CGI option: /scripts as the only CGI directory, Authorization
     passed, SECRET_TOKEN passed on, two fixed variables, and scripts run as
@@ -495,7 +482,7 @@ def optionServer(tree: Tree) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def noCgiServer(tree: Tree) -> Iterator[Server]:
+def noCgiServer(tree: ScriptTree) -> Iterator[Server]:
     srv = startServer(tree.root, ["--no-cgi"], logDir=tree.logs)
     yield srv
     srv.stop()
@@ -524,23 +511,6 @@ def session() -> requests.Session:
     return s
 
 
-def logLines(server: Server, *needles: str, timeout: float = 5.0) -> list[str]:
-    """
-    The server's log lines that contain all of C{needles} (waiting a little
-    for them to be written).
-    """
-
-    def find() -> list[str]:
-        return [
-            line
-            for line in server.log().splitlines()
-            if all(needle in line for needle in needles)
-        ]
-
-    result: list[str] = waitFor(find, timeout)
-    return result
-
-
 # --------------------------------------------------------------------------
 # Dispatch
 
@@ -565,7 +535,7 @@ def test_scriptRunsInHtbin(port: int) -> None:
     assert r.body == HELLO_BODY
 
 
-def test_nestedDirectories(port: int, tree: Tree) -> None:
+def test_nestedDirectories(port: int, tree: ScriptTree) -> None:
     """
     Scripts in directories below /cgi-bin run (bpo-21323), with the nested
     path as SCRIPT_NAME and their own directory as working directory.
@@ -576,7 +546,7 @@ def test_nestedDirectories(port: int, tree: Tree) -> None:
 
 
 @needsPython3
-def test_nestedPythonScript(port: int, tree: Tree) -> None:
+def test_nestedPythonScript(port: int, tree: ScriptTree) -> None:
     """
     /cgi-bin/sub/env.py runs the Python script in cgi-bin/sub, with
     SCRIPT_NAME /cgi-bin/sub/env.py and cwd cgi-bin/sub.
@@ -588,7 +558,7 @@ def test_nestedPythonScript(port: int, tree: Tree) -> None:
 
 
 @needsPython3
-def test_scriptNameAndPathInfoSplit(port: int, tree: Tree) -> None:
+def test_scriptNameAndPathInfoSplit(port: int, tree: ScriptTree) -> None:
     """
     The path after the script is PATH_INFO, decoded once:
     /cgi-bin/env.py/extra/pa%20th gives SCRIPT_NAME /cgi-bin/env.py and
@@ -734,7 +704,7 @@ def test_nonExecutableScript(port: int) -> None:
     assert b"printf" not in r.body
 
 
-def test_markerControl(port: int, tree: Tree) -> None:
+def test_markerControl(port: int, tree: ScriptTree) -> None:
     """
     The marker script used by the traversal tests does leave its marker and
     say RAN-42 when it runs (so their "never ran" is meaningful).
@@ -775,7 +745,7 @@ HOSTILE_TARGETS = [
 
 @pytest.mark.parametrize("target", HOSTILE_TARGETS)
 def test_traversalNeverExecutesOutsideCgiDirectory(
-    port: int, tree: Tree, target: str
+    port: int, tree: ScriptTree, target: str
 ) -> None:
     """
     However the path is spelt (double-encoded dots, encoded slashes,
@@ -791,7 +761,7 @@ def test_traversalNeverExecutesOutsideCgiDirectory(
     assert not (tree.state / "outside-ran").exists()
 
 
-def test_dotDotOutOfCgiBinIsStatic(port: int, tree: Tree) -> None:
+def test_dotDotOutOfCgiBinIsStatic(port: int, tree: ScriptTree) -> None:
     """
     /cgi-bin/../sub/run.sh resolves to /sub/run.sh, outside the CGI
     directories: its bytes are served as a file and it does not run.
@@ -802,7 +772,7 @@ def test_dotDotOutOfCgiBinIsStatic(port: int, tree: Tree) -> None:
     assert not (tree.state / "outside-ran").exists()
 
 
-def test_noCgiServesScriptBytes(noCgiServer: Server, tree: Tree) -> None:
+def test_noCgiServesScriptBytes(noCgiServer: Server, tree: ScriptTree) -> None:
     """
     With --no-cgi, /cgi-bin is an ordinary directory: the script's bytes are
     served as a file, and it does not run.
@@ -836,7 +806,7 @@ def test_cgiDirReplacesDefaults(optionServer: Server) -> None:
 
 
 @needsPython3
-def test_basicVariables(port: int, tree: Tree) -> None:
+def test_basicVariables(port: int, tree: ScriptTree) -> None:
     """
     A GET gets the CGI/1.1 variables: GATEWAY_INTERFACE, SERVER_SOFTWARE,
     SERVER_PORT, SERVER_ADDR, REQUEST_METHOD, the raw REQUEST_URI,
@@ -942,7 +912,7 @@ def test_remoteAddressAndPort(port: int) -> None:
 
 
 @needsPython3
-def test_pathTranslated(port: int, tree: Tree) -> None:
+def test_pathTranslated(port: int, tree: ScriptTree) -> None:
     """
     PATH_TRANSLATED is PATH_INFO mapped below the document root; it is unset
     when there is no PATH_INFO.
@@ -1127,7 +1097,7 @@ def test_cgiPassEnvAndSetEnv(optionServer: Server) -> None:
 
 
 @needsPython3
-def test_workingDirectoryIsTheScripts(port: int, tree: Tree) -> None:
+def test_workingDirectoryIsTheScripts(port: int, tree: ScriptTree) -> None:
     """
     A script runs in its own directory (http.server used the server's).
     """
@@ -1357,7 +1327,7 @@ def test_nonZeroExitAfterResponse(server: Server) -> None:
     assert r.status == 200
     assert r.body == b"bye\n"
     assert r.complete
-    assert logLines(server, "/cgi-bin/exit3.sh [", "exited with status 3")
+    assert server.logLines("/cgi-bin/exit3.sh [", "exited with status 3")
 
 
 def test_localRedirectToStaticFile(port: int) -> None:
@@ -1394,7 +1364,7 @@ def test_localRedirectToScript(port: int) -> None:
     assert view["stdinLength"] == 0
 
 
-def test_localRedirectLoopEnds(port: int, tree: Tree) -> None:
+def test_localRedirectLoopEnds(port: int, tree: ScriptTree) -> None:
     """
     A script that redirects locally to itself ends with a 500 after 5 hops
     (the script ran 6 times), never a hang.
@@ -1431,7 +1401,7 @@ def test_invalidHeaderBlockIsBadGateway(
     assert b"Hello world" not in r.body
     assert b"body after a blank line" not in r.body
     assert b"\nbody\n" not in r.body
-    lines = logLines(server, f"/cgi-bin/{script} [", "bad CGI response")
+    lines = server.logLines(f"/cgi-bin/{script} [", "bad CGI response")
     assert lines, server.log()[-3000:]
     assert cause in lines[-1]
 
@@ -1451,7 +1421,7 @@ def test_invalidHeaderLinesDropped(server: Server) -> None:
         assert name not in r.names()
     for byte in (b"\x00", b"\x01", b"\x1b", b"spaced", b"paren"):
         assert byte not in r.head
-    assert logLines(server, "/cgi-bin/badheaders.sh", "dropped CGI header line")
+    assert server.logLines("/cgi-bin/badheaders.sh", "dropped CGI header line")
 
 
 def test_hopByHopHeadersNeverReachClient(port: int) -> None:
@@ -1580,7 +1550,7 @@ def test_lineEndings(port: int, script: str, ends: str, body: bytes) -> None:
     assert r.body == body
 
 
-def test_headRunsScriptWithoutBody(port: int, tree: Tree) -> None:
+def test_headRunsScriptWithoutBody(port: int, tree: ScriptTree) -> None:
     """
     HEAD runs the script (its side effect happens) and returns its headers
     with no body: the next response on the connection follows the head
@@ -1899,7 +1869,7 @@ def test_stderrLinesLogged(server: Server) -> None:
     r = fetch(server.port, "/cgi-bin/stderr.sh")
     pid = int(r.body)
     for text in ("stderr line one", "stderr line two"):
-        lines = logLines(server, f"/cgi-bin/stderr.sh [{pid}]: {text}")
+        lines = server.logLines(f"/cgi-bin/stderr.sh [{pid}]: {text}")
         assert len(lines) == 1, server.log()[-2000:]
 
 
@@ -1934,7 +1904,7 @@ def test_hugeStderrLineLoggedInPieces(server: Server) -> None:
 # Processes
 
 
-def test_clientDisconnectKillsScript(port: int, tree: Tree) -> None:
+def test_clientDisconnectKillsScript(port: int, tree: ScriptTree) -> None:
     """
     A client that goes away while a 'sleep 30' script runs gets the script
     killed promptly (Go's TestCopyError).
@@ -1950,7 +1920,7 @@ def test_clientDisconnectKillsScript(port: int, tree: Tree) -> None:
         assert waitFor(lambda p=pid: processState(p) is None, 5), processState(pid)
 
 
-def test_clientDisconnectMidBodyKillsScript(port: int, tree: Tree) -> None:
+def test_clientDisconnectMidBodyKillsScript(port: int, tree: ScriptTree) -> None:
     """
     A client that reads part of an endless response and goes away gets the
     script killed promptly (Go's TestKillChildAfterCopyError).
@@ -2008,24 +1978,13 @@ def test_manyConcurrentScripts(port: int) -> None:
     assert results == [HELLO_BODY] * 40
 
 
-def openFds(pid: int) -> list[str]:
-    """
-    What process C{pid} has open.
-    """
-    fds = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            fds.append(os.readlink(fd))
-    return sorted(fds)
-
-
 def test_noDescriptorLeak(server: Server) -> None:
     """
     Scripts that succeed, fail to start, write garbage, die, or lose their
     client leave no pipe or socket open in the server.
     """
     pid = server.process.pid
-    before = openFds(pid)
+    before = openFiles(pid)
     for _ in range(3):
         for target in (
             "/cgi-bin/hello.sh",
@@ -2043,7 +2002,7 @@ def test_noDescriptorLeak(server: Server) -> None:
             conn.sock.recv(100)
     # Abandoned scripts are ended with SIGTERM, and SIGKILL 3 s later if
     # anything of their group is left; their pipes close once it is gone.
-    assert waitFor(lambda: openFds(pid) == before, 10), (before, openFds(pid))
+    assert waitFor(lambda: openFiles(pid) == before, 10), (before, openFiles(pid))
 
 
 def test_noZombieChildren(server: Server) -> None:
@@ -2072,7 +2031,7 @@ def test_noZombieChildren(server: Server) -> None:
     ]
 
 
-def test_scriptIgnoringTermIsKilled(port: int, tree: Tree) -> None:
+def test_scriptIgnoringTermIsKilled(port: int, tree: ScriptTree) -> None:
     """
     A script that ignores SIGTERM is still ended after its client goes
     away (the server must follow up with SIGKILL, as Apache does after a
@@ -2109,11 +2068,11 @@ def test_badShebang(server: Server) -> None:
     r = fetch(server.port, "/cgi-bin/badshebang.sh")
     assert r.status in (502, 403)
     assert time.monotonic() - started < 5
-    assert logLines(server, "/cgi-bin/badshebang.sh")
+    assert server.logLines("/cgi-bin/badshebang.sh")
 
 
 @needsRoot
-def test_rootOnlyScriptNotExecutable(port: int, tree: Tree) -> None:
+def test_rootOnlyScriptNotExecutable(port: int, tree: ScriptTree) -> None:
     """
     A script mode 0700 owned by root (root could run it; nobody cannot) is
     403 'CGI script is not executable' when the server runs as root.

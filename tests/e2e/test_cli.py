@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,7 +22,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.server import TWISTD, Server, runTwistd
+from tests.support.raw import Conn, exchange, fetch, refused, statusOf
+from tests.support.server import TWISTD, Server, freePort, makeDocroot, runTwistd
 
 pytestmark = pytest.mark.e2e
 
@@ -128,15 +130,6 @@ def launch(tmp_path: Path) -> Iterator[Callable[..., Launched]]:
         launched.stop()
 
 
-def freePort() -> int:
-    """
-    A TCP port number that was free a moment ago (bind 127.0.0.1:0, close).
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def hasIPv6Loopback() -> bool:
     if not socket.has_ipv6:
         return False
@@ -155,20 +148,6 @@ def get(host: str, port: int, path: str = "/a.txt") -> requests.Response:
         else f"http://{host}:{port}{path}"
     )
     return requests.get(url, timeout=TIMEOUT, allow_redirects=False)
-
-
-def refused(host: str, port: int) -> bool:
-    """
-    Whether nothing listens on C{host}:C{port}.
-    """
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family) as s:
-        s.settimeout(TIMEOUT)
-        try:
-            s.connect((host, port))
-        except ConnectionRefusedError:
-            return True
-    return False
 
 
 def assertOneLineError(result: subprocess.CompletedProcess[str]) -> str:
@@ -373,7 +352,7 @@ def test_bindRestrictsToAddress(launch: Callable[..., Launched], root: Path) -> 
     assert server.addresses == [("127.0.0.1", port)]
     assert get("127.0.0.1", port).content == A_TXT
     if hasIPv6Loopback():
-        assert refused("::1", port)
+        assert refused(port, "::1")
 
 
 def test_bindIPv6Loopback(launch: Callable[..., Launched], root: Path) -> None:
@@ -386,7 +365,7 @@ def test_bindIPv6Loopback(launch: Callable[..., Launched], root: Path) -> None:
     host, port = server.addresses[0]
     assert host == "::1" and port is not None
     assert get("::1", port).content == A_TXT
-    assert refused("127.0.0.1", port)
+    assert refused(port)
 
 
 def test_repeatedPortListensTwice(launch: Callable[..., Launched], root: Path) -> None:
@@ -612,13 +591,12 @@ def test_accessLogEscapesControlCharacters(
     """
     logFile = tmp_path / "access.log"
     server = serve(root, ["--access-log", str(logFile)])
-    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as s:
-        s.sendall(
-            b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: a\x1b[31mb\\c\r\n"
-            b"Connection: close\r\n\r\n"
-        )
-        while s.recv(65536):
-            pass
+    exchange(
+        server.port,
+        b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: a\x1b[31mb\\c\r\n"
+        b"Connection: close\r\n\r\n",
+        timeout=TIMEOUT,
+    )
     lines = _waitForLines(
         lambda: logFile.read_text("utf-8").splitlines() if logFile.exists() else [], 1
     )
@@ -647,7 +625,7 @@ def test_sigtermExitsCleanly(serve: Callable[..., Server], root: Path) -> None:
     assert get("127.0.0.1", server.port).status_code == 200
     server.process.send_signal(signal.SIGTERM)
     status = server.process.wait(TIMEOUT)
-    assert refused("127.0.0.1", server.port)
+    assert refused(server.port)
     log = server.log()
     assert "Traceback" not in log
     assert "Server Shut Down." in log
@@ -659,9 +637,9 @@ def test_sigtermDuringDownload(serve: Callable[..., Server], root: Path) -> None
     SIGTERM while a client is connected still stops the server cleanly.
     """
     server = serve(root)
-    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT) as s:
-        s.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    with Conn(server.port, TIMEOUT) as conn:
+        conn.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv().startswith(b"HTTP/1.1 200")
         status = server.stop()
     assert "Traceback" not in server.log()
     assert "Server Shut Down." in server.log()
@@ -686,40 +664,42 @@ CGI_SPELLINGS = [
 ]
 
 
-def _raw(port: int, target: str) -> tuple[int, bytes]:
-    with socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT) as s:
-        s.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
-        )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return int(data.split(b" ", 2)[1]), data
+@pytest.fixture
+def scriptRoot(root: Path) -> Iterator[Path]:
+    """
+    L{root}'s contents where the account scripts run as can reach them
+    (pytest's temporary directories are private to their owner), so a
+    script in a CGI directory is run, not failed.
+    """
+    reachable = makeDocroot("cgiserve-e2e-cli-")
+    shutil.copytree(root, reachable, symlinks=True, dirs_exist_ok=True)
+    for directory, _, _ in os.walk(reachable):
+        os.chmod(directory, 0o755)
+    yield reachable
+    shutil.rmtree(reachable, ignore_errors=True)
 
 
-def assertNotServedAsFile(status: int, data: bytes, target: str) -> None:
+def assertRunNotServed(port: int, target: str) -> None:
     """
-    A script in a CGI directory was refused (today: 403), or run (once
-    CGI execution lands: its output, never its source); its bytes were not
-    served.
+    The script at C{target} was run: the response is exactly its output,
+    and none of its bytes (its source) were sent.
     """
-    assert SOURCE_MARKER not in data, target
-    assert b"echo" not in data, target
-    assert status != 200 or data.endswith(b"\r\n\r\ncgi-output\n"), (target, data)
+    r = fetch(port, target)
+    assert (r.status, r.body) == (200, b"cgi-output\n"), (target, r.status, r.body)
+    assert SOURCE_MARKER not in r.head + r.body, target
+    assert b"echo" not in r.head + r.body, target
 
 
 def test_cgiDirectoryNeverServesScriptSource(
-    serve: Callable[..., Server], root: Path
+    serve: Callable[..., Server], scriptRoot: Path
 ) -> None:
     """
     With CGI on (the default), a file under /cgi-bin or /htbin is never
-    served as its bytes, however the path is spelt: it is refused (a
-    non-200 status) or run.
+    served as its bytes, however the path is spelt: it is run.
     """
-    server = serve(root)
+    server = serve(scriptRoot)
     for target in CGI_SPELLINGS:
-        status, data = _raw(server.port, target)
-        assertNotServedAsFile(status, data, target)
+        assertRunNotServed(server.port, target)
 
 
 def test_cgiDirectoryWithoutSlashRedirects(
@@ -730,8 +710,10 @@ def test_cgiDirectoryWithoutSlashRedirects(
     like any directory.
     """
     server = serve(root)
-    status, data = _raw(server.port, "/cgi-bin")
-    assert status == 301
+    data = exchange(
+        server.port, b"GET /cgi-bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    assert statusOf(data) == 301
     assert b"\r\nLocation: /cgi-bin/\r\n" in data
 
 
@@ -750,13 +732,15 @@ def test_noCgiServesScriptsAsFiles(serve: Callable[..., Server], root: Path) -> 
     assert '<a href="script.sh">script.sh</a>' in listing.text
 
 
-def test_cgiDirOptionReplacesDefaults(serve: Callable[..., Server], root: Path) -> None:
+def test_cgiDirOptionReplacesDefaults(
+    serve: Callable[..., Server], scriptRoot: Path
+) -> None:
     """
     --cgi-dir /scripts makes /scripts the CGI directory instead of the
-    defaults: /scripts files are not served as bytes, /cgi-bin files are.
+    defaults: /scripts files are run, not served as bytes; /cgi-bin files
+    are served as bytes.
     """
-    server = serve(root, ["--cgi-dir", "/scripts"])
+    server = serve(scriptRoot, ["--cgi-dir", "/scripts"])
     for target in ("/scripts/script.sh", "/scripts%2fscript.sh"):
-        status, data = _raw(server.port, target)
-        assertNotServedAsFile(status, data, target)
+        assertRunNotServed(server.port, target)
     assert get("127.0.0.1", server.port, "/cgi-bin/script.sh").content == SCRIPT

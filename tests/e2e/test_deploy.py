@@ -22,14 +22,10 @@ import pytest
 import requests
 
 from tests.support.certs import makeCertificate
-from tests.support.server import (
-    TWISTD,
-    Server,
-    makeDocroot,
-    rawRequest,
-    scriptRunning,
-    waitFor,
-)
+from tests.support.probes import scriptRunning
+from tests.support.raw import Conn, exchange
+from tests.support.server import TWISTD, Server, freePort, makeDocroot, waitFor
+from tests.support.shell import writeFile
 
 pytestmark = pytest.mark.e2e
 
@@ -85,8 +81,7 @@ def site() -> Iterator[Path]:
         ("noisy.sh", NOISY_SCRIPT),
         ("slow.sh", SLOW_SCRIPT),
     ]:
-        (cgi / name).write_text(text)
-        (cgi / name).chmod(0o755)
+        writeFile(cgi / name, text.encode())
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -112,13 +107,6 @@ def messages(sock: socket.socket) -> dict[str, str]:
     return dict(line.split("=", 1) for line in data.splitlines())
 
 
-def freePort() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 # Readiness
 
 
@@ -142,8 +130,7 @@ def test_readyStatusStopping(
     assert ready["READY"] == "1"
     assert ready["MAINPID"] == str(server.process.pid)
     assert ready["STATUS"] == f"Serving on http://127.0.0.1:{server.port}/"
-    with socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT):
-        pass
+    Conn(server.port, TIMEOUT).close()
 
     r = requests.get(server.url("/cgi-bin/env.sh"), timeout=TIMEOUT)
     assert r.status_code == 200
@@ -540,7 +527,7 @@ def test_extraHeaders(serve: Callable[..., Server], site: Path) -> None:
     assert missing.status_code == 404
     assert hsts not in missing.headers
     # A directory redirect is not a success either.
-    redirect = rawRequest(server.port, b"GET /cgi-bin HTTP/1.0\r\n\r\n")
+    redirect = exchange(server.port, b"GET /cgi-bin HTTP/1.0\r\n\r\n")
     assert redirect.startswith(b"HTTP/1.0 301 ")
     assert b"Strict-Transport-Security" not in redirect
 
@@ -558,15 +545,15 @@ def test_idleConnectionsClosedAtShutdown(
     server = serve(site)
     connections = []
     for _ in range(3):
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
-        sock.sendall(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
-        connections.append(sock)
+        conn = Conn(server.port, TIMEOUT)
+        conn.send(b"GET /a.txt HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert conn.recv().startswith(b"HTTP/1.1 200 ")
+        connections.append(conn)
     started = time.monotonic()
     server.process.send_signal(signal.SIGTERM)
-    for sock in connections:
-        assert sock.recv(65536) == b""
-        sock.close()
+    for conn in connections:
+        assert conn.recv() == b""
+        conn.close()
     assert server.process.wait(TIMEOUT) == 0
     assert time.monotonic() - started < 3
     assert "Unhandled" not in server.log()
@@ -580,17 +567,15 @@ def test_signalsDuringShutdown(serve: Callable[..., Server], site: Path) -> None
     answered and the exit status is still 0.
     """
     server = serve(site, ["--cgi-user", "nobody"])
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT)
-    sock.sendall(b"GET /cgi-bin/slow.sh HTTP/1.0\r\n\r\n")
+    conn = Conn(server.port, TIMEOUT)
+    conn.send(b"GET /cgi-bin/slow.sh HTTP/1.0\r\n\r\n")
     assert waitFor(lambda: scriptRunning(site / "cgi-bin" / "slow.sh"), TIMEOUT)
     server.process.send_signal(signal.SIGTERM)
     assert waitFor(lambda: "request(s) in progress" in server.log(), TIMEOUT)
     server.process.send_signal(signal.SIGHUP)
     server.process.send_signal(signal.SIGUSR1)
-    response = b""
-    while chunk := sock.recv(65536):
-        response += chunk
-    sock.close()
+    response = conn.readAll()
+    conn.close()
     assert response.startswith(b"HTTP/1.0 200 ")
     assert response.endswith(b"\r\n\r\nfinished\n")
     assert server.process.wait(TIMEOUT) == 0

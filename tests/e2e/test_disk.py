@@ -22,7 +22,6 @@ import os
 import re
 import select
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
@@ -38,7 +37,14 @@ import pytest
 from tests.support.certs import makeCertificate
 from tests.support.h2client import H2Client
 from tests.support.probes import deletedFiles
-from tests.support.raw import Conn, Response, request
+from tests.support.raw import (
+    Conn,
+    Response,
+    chunked,
+    parseResponses,
+    request,
+    statusOf,
+)
 from tests.support.server import TWISTD, Server, makeDocroot, waitFor
 
 pytestmark = pytest.mark.e2e
@@ -150,11 +156,10 @@ def _startWithLogfile(root: Path, logfile: Path, tmp: Path) -> tuple[Any, Path]:
     def accepting() -> bool:
         if process.poll() is not None:
             return True
-        with socket.socket(socket.AF_UNIX) as s:
-            try:
-                s.connect(str(sock))
-            except OSError:
-                return False
+        try:
+            Conn(sock).close()
+        except OSError:
+            return False
         return True
 
     waitFor(accepting, 20)
@@ -170,17 +175,12 @@ def _get(sock: Path, agent: bytes) -> int:
     """
     One request over the Unix socket; its status.
     """
-    with socket.socket(socket.AF_UNIX) as s:
-        s.settimeout(10)
-        s.connect(str(sock))
-        s.sendall(
+    with Conn(sock, 10) as conn:
+        conn.send(
             b"GET /a.txt HTTP/1.1\r\nHost: x\r\nUser-Agent: %s\r\n"
             b"Connection: close\r\n\r\n" % agent
         )
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    return int(data.split(b" ", 2)[1])
+        return statusOf(conn.readAll())
 
 
 def _logPastRotation(sock: Path) -> None:
@@ -313,20 +313,8 @@ def _upload(port: int, data: bytes) -> tuple[Response, bool]:
             conn.send(data)
         thread.join(10)
         closed = not thread.is_alive()
-    parsed = Conn.__new__(Conn)
-    parsed.buffer = received
-    parsed.eof = True
-    return parsed.readResponse("POST"), closed
-
-
-def _chunked(data: bytes, size: int) -> bytes:
-    return (
-        b"".join(
-            b"%x\r\n%s\r\n" % (len(piece), piece)
-            for piece in (data[i : i + size] for i in range(0, len(data), size))
-        )
-        + b"0\r\n\r\n"
-    )
+    (response,) = parseResponses(bytes(received), 1, "POST")
+    return response, closed
 
 
 @pytest.mark.parametrize("framing", ["content-length", "chunked"])
@@ -350,7 +338,7 @@ def test_bodyTooLargeForDiskGets507(
     if framing == "chunked":
         data = request(
             port, "/cgi-bin/len.sh?big", "POST", [("Transfer-Encoding", "chunked")]
-        ) + _chunked(body, 256 * 1024)
+        ) + chunked(body, 256 * 1024, last=True)
     else:
         data = request(port, "/cgi-bin/len.sh?big", "POST", body=body)
     r, closed = _upload(port, data)

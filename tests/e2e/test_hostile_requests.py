@@ -13,16 +13,21 @@ connection's response backlog stays bounded whatever the client sends.
 
 from __future__ import annotations
 
-import os
-import socket
-import textwrap
 import time
 from collections.abc import Iterator
 
 import pytest
 
+from tests.support.probes import fdCount, rssOf
 from tests.support.raw import Conn, Response, fetch, request
-from tests.support.server import Server, makeDocroot, startServer, waitFor
+from tests.support.server import (
+    Server,
+    assertHealthy,
+    makeDocroot,
+    startServer,
+    waitFor,
+)
+from tests.support.shell import sh, writeFile
 
 pytestmark = pytest.mark.e2e
 
@@ -37,27 +42,23 @@ LISTED = 3000
 RSS_BOUND = 16 * MiB
 
 
-def _sh(body: str) -> bytes:
-    return ("#!/bin/sh\n" + textwrap.dedent(body).lstrip("\n")).encode()
-
-
 SCRIPTS = {
-    "cgi-bin/hugelength.sh": _sh(r"""
+    "cgi-bin/hugelength.sh": sh(r"""
         printf 'Content-Type: text/plain\nContent-Length: '
         head -c 5000 /dev/zero | tr '\0' 9
         printf '\n\nhello'
     """),
-    "cgi-bin/hugestatus.sh": _sh(r"""
+    "cgi-bin/hugestatus.sh": sh(r"""
         printf 'Content-Type: text/plain\nStatus: '
         head -c 5000 /dev/zero | tr '\0' 2
         printf ' OK\n\nhello'
     """),
-    "cgi-bin/nph-huge.sh": _sh(r"""
+    "cgi-bin/nph-huge.sh": sh(r"""
         printf 'HTTP/1.1 '
         head -c 5000 /dev/zero | tr '\0' 2
         printf ' OK\r\nContent-Type: text/plain\r\n\r\nraw'
     """),
-    "cgi-bin/name.sh": _sh(r"""
+    "cgi-bin/name.sh": sh(r"""
         printf 'Content-Type: text/plain\n\n%s' "$SERVER_NAME"
     """),
 }
@@ -73,10 +74,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     for i in range(LISTED):
         (listed / f"{i:06d}-{'x' * 90}.txt").touch()
     for name, data in SCRIPTS.items():
-        path = root / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(data)
-        path.chmod(0o755)
+        writeFile(root / name, data)
     srv = startServer(root, logDir=tmp_path_factory.mktemp("hostile"))
     yield srv
     srv.stop()
@@ -108,24 +106,6 @@ def _assertRefused(port: int, data: bytes, code: int = 400) -> None:
     assert closed
 
 
-def _assertNoTraceback(server: Server) -> None:
-    log = server.log()
-    assert "Traceback" not in log
-    assert "Unhandled" not in log
-
-
-def _descriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
-
-
-def _rss(pid: int) -> int:
-    with open(f"/proc/{pid}/status") as status:
-        for line in status:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    raise AssertionError("no VmRSS")
-
-
 # --------------------------------------------------------------------------
 # Numbers
 
@@ -155,7 +135,7 @@ def test_hugeRangePositions(
     closed (it leaked one descriptor per request).
     """
     pid = server.process.pid
-    before = _descriptors(pid)
+    before = fdCount(pid)
     with Conn(port) as conn:
         for _ in range(10):
             rangeHeader = ("Range", "bytes=" + spec.decode())
@@ -163,8 +143,8 @@ def test_hugeRangePositions(
             response = conn.readResponse()
             assert response.status == status
             assert len(response.body) == length
-    assert waitFor(lambda: _descriptors(pid) <= before + 2), (before, _descriptors(pid))
-    _assertNoTraceback(server)
+    assert waitFor(lambda: fdCount(pid) <= before + 2), (before, fdCount(pid))
+    assertHealthy(server)
 
 
 def test_hugeRequestContentLength(server: Server, port: int) -> None:
@@ -184,7 +164,7 @@ def test_hugeRequestContentLength(server: Server, port: int) -> None:
         + b"1" * 19
         + b"\r\n\r\n",
     )
-    _assertNoTraceback(server)
+    assertHealthy(server)
 
 
 @pytest.mark.parametrize(
@@ -204,7 +184,7 @@ def test_badChunkSize(server: Server, port: int, body: bytes) -> None:
         b"POST /cgi-bin/name.sh HTTP/1.1\r\nHost: a\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n" + body,
     )
-    _assertNoTraceback(server)
+    assertHealthy(server)
 
 
 @pytest.mark.parametrize("script", ["hugelength.sh", "hugestatus.sh"])
@@ -217,7 +197,7 @@ def test_scriptHugeNumbers(server: Server, port: int, script: str) -> None:
     response = fetch(port, f"/cgi-bin/{script}")
     assert response.status == 502
     assert time.monotonic() - started < 5
-    _assertNoTraceback(server)
+    assertHealthy(server)
 
 
 def test_nphScriptHugeStatus(server: Server, port: int) -> None:
@@ -232,7 +212,7 @@ def test_nphScriptHugeStatus(server: Server, port: int) -> None:
         data = conn.readAll()
     assert data.startswith(b"HTTP/1.1 222"), data[:40]
     assert data.endswith(b"\r\n\r\nraw"), data[-40:]
-    _assertNoTraceback(server)
+    assertHealthy(server)
 
 
 # --------------------------------------------------------------------------
@@ -300,15 +280,14 @@ def test_serverNameFromTheOnlyHost(port: int) -> None:
 # Pipelining
 
 
-def _pipelineWithoutReading(port: int, target: bytes, count: int) -> socket.socket:
+def _pipelineWithoutReading(port: int, target: bytes, count: int) -> Conn:
     """
     Send up to C{count} pipelined GETs of C{target} and read nothing, for
-    at most 10 s or until the server stops taking them for 1 s. The socket
+    at most 10 s or until the server stops taking them for 1 s. The connection
     is returned open (the caller closes it).
     """
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", port))
+    conn = Conn(port, receiveBuffer=4096)
+    sock = conn.sock
     sock.setblocking(False)
     one = b"GET %s HTTP/1.1\r\nHost: a\r\n\r\n" % (target,)
     batch = min(count, 100)
@@ -330,7 +309,7 @@ def _pipelineWithoutReading(port: int, target: bytes, count: int) -> socket.sock
             elif now - stalledSince > 1:
                 break
             time.sleep(0.01)
-    return sock
+    return conn
 
 
 @pytest.mark.parametrize(
@@ -350,15 +329,15 @@ def test_pipelineBounded(server: Server, port: int, target: bytes, count: int) -
     pid = server.process.pid
     for _ in range(3):
         assert fetch(port, target.decode()).status == 200
-    before = _rss(pid)
-    sock = _pipelineWithoutReading(port, target, count)
+    before = rssOf(pid)
+    conn = _pipelineWithoutReading(port, target, count)
     try:
         time.sleep(2)
-        grown = _rss(pid) - before
+        grown = rssOf(pid) - before
         assert grown < RSS_BOUND, f"{grown / MiB:.1f} MiB"
         assert fetch(port, "/k1.txt").body == K1
     finally:
-        sock.close()
+        conn.close()
 
 
 def test_pipelineReadAsItGoes(port: int) -> None:

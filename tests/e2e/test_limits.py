@@ -19,10 +19,8 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -34,10 +32,31 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.probes import deletedFiles, processState
-from tests.support.raw import Conn, Response, request
-from tests.support.server import Server, makeDocroot, runTwistd, startServer, waitFor
-from tests.support.shell import sh, writeFile
+from tests.support.probes import (
+    alive,
+    deletedFiles,
+    groupGone,
+    groupMembers,
+    openFiles,
+    processState,
+)
+from tests.support.raw import (
+    Conn,
+    Response,
+    chunked,
+    parseResponses,
+    refused,
+    request,
+)
+from tests.support.server import (
+    ScriptTree,
+    Server,
+    makeScriptTree,
+    runTwistd,
+    startServer,
+    waitFor,
+)
+from tests.support.shell import sh
 
 pytestmark = pytest.mark.e2e
 
@@ -155,25 +174,14 @@ def scripts(state: Path) -> dict[str, bytes]:
     }
 
 
-@dataclass
-class Tree:
-    root: Path
-    state: Path
-    logs: Path
-
-
 @pytest.fixture(scope="module")
-def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Tree]:
-    root = makeDocroot("cgiserve-e2e-limits-")
-    state = root / "state"
-    state.mkdir()
-    state.chmod(0o1777)
-    for name, data in scripts(state).items():
-        writeFile(root / name, data)
-    (root / "cgi-bin").chmod(0o755)
-    (root / "static.txt").write_bytes(b"static file contents\n")
-    yield Tree(root, state, tmp_path_factory.mktemp("limits-logs"))
-    shutil.rmtree(root, ignore_errors=True)
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptTree]:
+    tree = makeScriptTree(
+        "cgiserve-e2e-limits-", scripts, tmp_path_factory.mktemp("limits-logs")
+    )
+    (tree.root / "static.txt").write_bytes(b"static file contents\n")
+    yield tree
+    shutil.rmtree(tree.root, ignore_errors=True)
 
 
 @dataclass
@@ -183,7 +191,7 @@ class SpoolServer:
 
 
 @pytest.fixture(scope="module")
-def limits(tree: Tree) -> Iterator[SpoolServer]:
+def limits(tree: ScriptTree) -> Iterator[SpoolServer]:
     """
     Every limit short: --cgi-timeout 1, --max-body-size 2000000,
     --idle-timeout 1, --header-timeout 1; its own, empty TMPDIR.
@@ -215,7 +223,7 @@ def port(limits: SpoolServer) -> int:
 
 
 @pytest.fixture(scope="module")
-def defaults(tree: Tree) -> Iterator[Server]:
+def defaults(tree: ScriptTree) -> Iterator[Server]:
     """
     The default options (a 60 s script timeout, 50 scripts, 1 GiB bodies,
     20 s for a request head).
@@ -226,7 +234,7 @@ def defaults(tree: Tree) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def twoScripts(tree: Tree) -> Iterator[Server]:
+def twoScripts(tree: ScriptTree) -> Iterator[Server]:
     """
     --cgi-max-processes 2.
     """
@@ -235,51 +243,8 @@ def twoScripts(tree: Tree) -> Iterator[Server]:
     srv.stop()
 
 
-@pytest.fixture
-def token() -> str:
-    return secrets.token_hex(8)
-
-
 # --------------------------------------------------------------------------
 # Helpers
-
-
-def groupMembers(pgid: int) -> list[tuple[int, str, int]]:
-    """
-    The processes of process group C{pgid}: (pid, state, parent pid).
-    """
-    members = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except (FileNotFoundError, ProcessLookupError):
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[2]) == pgid:
-            members.append((int(entry.name), fields[0], int(fields[1])))
-    return members
-
-
-def groupGone(pgid: int, server: int | None = None) -> bool:
-    """
-    Whether no process is left in process group C{pgid}. Orphans the
-    script's children left are reaped by init, here a sandbox supervisor
-    that can take a moment: a zombie counts as gone unless its parent is
-    C{server}, whose job reaping it is.
-    """
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return True
-    return all(
-        state == "Z" and parent != server for _, state, parent in groupMembers(pgid)
-    )
-
-
-def alive(pid: int) -> bool:
-    return processState(pid) not in (None, "Z")
 
 
 def pidsFrom(path: Path, timeout: float = 5.0) -> list[int]:
@@ -303,42 +268,6 @@ def reapGroup(pgid: Callable[[], int | None]) -> Iterator[None]:
         if group is not None and not groupGone(group):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(group, signal.SIGKILL)
-
-
-def readUntilClosed(sock: socket.socket, wait: float) -> tuple[bytes, bool]:
-    """
-    Everything the server sends within C{wait} seconds, and whether it
-    closed the connection in that time.
-    """
-    deadline = time.monotonic() + wait
-    chunks = []
-    closed = False
-    while (left := deadline - time.monotonic()) > 0:
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(1 << 20)
-        except TimeoutError:
-            break
-        except ConnectionResetError:
-            closed = True
-            break
-        if not chunk:
-            closed = True
-            break
-        chunks.append(chunk)
-    return b"".join(chunks), closed
-
-
-def logLinesWith(server: Server, *needles: str, timeout: float = 3.0) -> list[str]:
-    def find() -> list[str]:
-        return [
-            line
-            for line in server.log().splitlines()
-            if all(needle in line for needle in needles)
-        ]
-
-    result: list[str] = waitFor(find, timeout)
-    return result
 
 
 def assertCompleteError(r: Response, code: int) -> None:
@@ -367,51 +296,11 @@ def refusal(port: int, data: bytes, wait: float = 5.0) -> tuple[Response, bool]:
         return r, conn.closedByPeer(2.0)
 
 
-def openFiles(pid: int) -> list[str]:
-    found = []
-    for fd in Path(f"/proc/{pid}/fd").iterdir():
-        with contextlib.suppress(FileNotFoundError):
-            found.append(os.readlink(fd))
-    return found
-
-
 def countLines(path: Path) -> int:
     try:
         return len(path.read_text().splitlines())
     except FileNotFoundError:
         return 0
-
-
-def parseResponses(data: bytes, count: int) -> list[Response]:
-    """
-    The first C{count} responses in C{data}, all the bytes a connection
-    received.
-    """
-    conn = Conn.__new__(Conn)
-    conn.buffer = bytearray(data)
-    conn.eof = True
-    return [conn.readResponse() for _ in range(count)]
-
-
-def refused(port: int) -> bool:
-    """
-    Whether a new connection to C{port} is refused.
-    """
-    try:
-        s = socket.create_connection(("127.0.0.1", port), timeout=1)
-    except ConnectionRefusedError:
-        return True
-    except OSError:
-        return False
-    s.close()
-    return False
-
-
-def chunked(data: bytes, size: int) -> bytes:
-    return b"".join(
-        b"%x\r\n%s\r\n" % (len(data[i : i + size]), data[i : i + size])
-        for i in range(0, len(data), size)
-    )
 
 
 # --------------------------------------------------------------------------
@@ -428,7 +317,7 @@ NEW_OPTIONS = [
 ]
 
 
-def test_helpListsLimitOptions(tree: Tree) -> None:
+def test_helpListsLimitOptions(tree: ScriptTree) -> None:
     """
     'twistd cgiserve --help' lists every limit option.
     """
@@ -438,7 +327,7 @@ def test_helpListsLimitOptions(tree: Tree) -> None:
     assert not missing, result.stdout
 
 
-def usageErrorOf(tree: Tree, option: str, value: str) -> list[str]:
+def usageErrorOf(tree: ScriptTree, option: str, value: str) -> list[str]:
     """
     Run the server with C{option value}; the lines of its standard error,
     after checking it exited at once with status 2 and no traceback.
@@ -460,7 +349,7 @@ def usageErrorOf(tree: Tree, option: str, value: str) -> list[str]:
         ("--shutdown-grace", "-1"),
     ],
 )
-def test_badLimitValueIsUsageError(tree: Tree, option: str, value: str) -> None:
+def test_badLimitValueIsUsageError(tree: ScriptTree, option: str, value: str) -> None:
     """
     A negative limit ends the server at once with exit status 2 and one
     line on standard error naming the option, never a traceback.
@@ -470,7 +359,7 @@ def test_badLimitValueIsUsageError(tree: Tree, option: str, value: str) -> None:
     assert option in lines[0], lines
 
 
-def test_nonNumericLimitNamesTheOption(tree: Tree) -> None:
+def test_nonNumericLimitNamesTheOption(tree: ScriptTree) -> None:
     """
     A limit that is not a number (of the right kind) ends the server with
     exit status 2 and one line on standard error that says which option was
@@ -498,7 +387,7 @@ def test_nonNumericLimitNamesTheOption(tree: Tree) -> None:
 
 
 def test_silentScriptGetsGatewayTimeout(
-    limits: SpoolServer, tree: Tree, token: str
+    limits: SpoolServer, tree: ScriptTree, token: str
 ) -> None:
     """
     With --cgi-timeout 1, a script silent for 30 s gets the client a
@@ -522,12 +411,12 @@ def test_silentScriptGetsGatewayTimeout(
         assert waitFor(lambda: groupGone(script, server), 5), groupMembers(script)
         assert processState(script) is None
         assert processState(child) in (None, "Z")
-        assert logLinesWith(limits.server, "hang.sh", str(script), "timed out"), (
-            limits.server.log()[-3000:]
-        )
+        assert limits.server.logLines(
+            "hang.sh", str(script), "timed out", timeout=3.0
+        ), limits.server.log()[-3000:]
 
 
-def test_fractionalTimeout(tree: Tree, token: str) -> None:
+def test_fractionalTimeout(tree: ScriptTree, token: str) -> None:
     """
     --cgi-timeout takes fractions of a second: with 0.5, a silent script
     gets its 504 in well under a second.
@@ -548,7 +437,7 @@ def test_fractionalTimeout(tree: Tree, token: str) -> None:
 
 
 def test_timeoutAfterHeadCutsChunkedResponse(
-    limits: SpoolServer, tree: Tree, token: str
+    limits: SpoolServer, tree: ScriptTree, token: str
 ) -> None:
     """
     A script that sent its head and part of its body, then fell silent, has
@@ -560,9 +449,9 @@ def test_timeoutAfterHeadCutsChunkedResponse(
     pidFile = tree.state / f"partial-{token}.pid"
     with reapGroup(lambda: pidsFrom(pidFile)[0] if pidFile.exists() else None):
         started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(request(port, f"/cgi-bin/partial.sh?{token}", close=False))
-            data, closed = readUntilClosed(sock, 5)
+        with Conn(port, 5) as conn:
+            conn.send(request(port, f"/cgi-bin/partial.sh?{token}", close=False))
+            data, closed = conn.readUntilClosed(5)
         elapsed = time.monotonic() - started
         assert data.startswith(b"HTTP/1.1 200 "), data[:300]
         head, _, body = data.partition(b"\r\n\r\n")
@@ -574,11 +463,11 @@ def test_timeoutAfterHeadCutsChunkedResponse(
         (pid,) = pidsFrom(pidFile)
         server = limits.server.process.pid
         assert waitFor(lambda: groupGone(pid, server), 5), groupMembers(pid)
-        assert logLinesWith(limits.server, "partial.sh", str(pid), "timed out")
+        assert limits.server.logLines("partial.sh", str(pid), "timed out", timeout=3.0)
 
 
 def test_timeoutAfterHeadCutsContentLengthResponse(
-    limits: SpoolServer, tree: Tree, token: str
+    limits: SpoolServer, tree: ScriptTree, token: str
 ) -> None:
     """
     A script that promised 100 bytes, sent 10 and fell silent has its
@@ -588,9 +477,9 @@ def test_timeoutAfterHeadCutsContentLengthResponse(
     pidFile = tree.state / f"clenpartial-{token}.pid"
     with reapGroup(lambda: pidsFrom(pidFile)[0] if pidFile.exists() else None):
         started = time.monotonic()
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-            sock.sendall(request(port, f"/cgi-bin/clenpartial.sh?{token}", close=False))
-            data, closed = readUntilClosed(sock, 5)
+        with Conn(port, 5) as conn:
+            conn.send(request(port, f"/cgi-bin/clenpartial.sh?{token}", close=False))
+            data, closed = conn.readUntilClosed(5)
         elapsed = time.monotonic() - started
         head, _, body = data.partition(b"\r\n\r\n")
         assert head.startswith(b"HTTP/1.1 200 "), data[:300]
@@ -624,13 +513,10 @@ def test_slowClientTimeDoesNotCount(limits: SpoolServer) -> None:
     the whole, complete response.
     """
     port = limits.server.port
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)
-        sock.settimeout(TIMEOUT)
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(request(port, "/cgi-bin/flood.sh"))
+    with Conn(port, TIMEOUT, receiveBuffer=16384) as conn:
+        conn.send(request(port, "/cgi-bin/flood.sh"))
         time.sleep(3 * CGI_TIMEOUT)
-        data, closed = readUntilClosed(sock, 15)
+        data, closed = conn.readUntilClosed(15)
     head, _, rest = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 "), data[:300]
     assert b"transfer-encoding: chunked" in head.lower()
@@ -651,7 +537,7 @@ def test_slowClientTimeDoesNotCount(limits: SpoolServer) -> None:
 
 
 def test_scriptIgnoringTermIsKilledOnTimeout(
-    limits: SpoolServer, tree: Tree, token: str
+    limits: SpoolServer, tree: ScriptTree, token: str
 ) -> None:
     """
     A silent script that ignores SIGTERM still gets its client a 504; it
@@ -679,7 +565,9 @@ def test_scriptIgnoringTermIsKilledOnTimeout(
 # 2. Client disconnects
 
 
-def test_disconnectEndsScriptAndChild(defaults: Server, tree: Tree, token: str) -> None:
+def test_disconnectEndsScriptAndChild(
+    defaults: Server, tree: ScriptTree, token: str
+) -> None:
     """
     When the client goes away, the script and the child it started (its
     process group) are ended within a few seconds, though neither would
@@ -724,7 +612,9 @@ def release(conns: list[Conn], releaseFile: Path) -> list[Response]:
             conn.sock.close()
 
 
-def test_maxProcessesRefusesWith503(twoScripts: Server, tree: Tree, token: str) -> None:
+def test_maxProcessesRefusesWith503(
+    twoScripts: Server, tree: ScriptTree, token: str
+) -> None:
     """
     With --cgi-max-processes 2 and two scripts running, a third CGI request
     gets '503 Service Unavailable' at once, with an integer Retry-After,
@@ -765,7 +655,9 @@ def test_maxProcessesRefusesWith503(twoScripts: Server, tree: Tree, token: str) 
     assert countLines(started) == 3
 
 
-def test_defaultMaxProcessesIsFifty(defaults: Server, tree: Tree, token: str) -> None:
+def test_defaultMaxProcessesIsFifty(
+    defaults: Server, tree: ScriptTree, token: str
+) -> None:
     """
     By default 50 scripts may run at once: fifty start, the fifty-first
     request gets 503.
@@ -796,7 +688,7 @@ def test_defaultMaxProcessesIsFifty(defaults: Server, tree: Tree, token: str) ->
 )
 @pytest.mark.parametrize("length", [BODY_LIMIT + 1, 10**15])
 def test_oversizedContentLengthRefusedBeforeBody(
-    limits: SpoolServer, tree: Tree, token: str, what: str, length: int
+    limits: SpoolServer, tree: ScriptTree, token: str, what: str, length: int
 ) -> None:
     """
     A request announcing a body over --max-body-size gets a complete 413
@@ -827,8 +719,8 @@ def test_oversizedBodyWithExpectGetsNoContinue(limits: SpoolServer) -> None:
     never '100 Continue': the client need not send the body.
     """
     port = limits.server.port
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(
+    with Conn(port, 5) as conn:
+        conn.send(
             request(
                 port,
                 "/cgi-bin/cat.sh",
@@ -837,7 +729,7 @@ def test_oversizedBodyWithExpectGetsNoContinue(limits: SpoolServer) -> None:
                 close=False,
             )
         )
-        data, closed = readUntilClosed(sock, 3)
+        data, closed = conn.readUntilClosed(3)
     assert b"100 Continue" not in data, data[:300]
     assert data.startswith(b"HTTP/1.1 413 "), data[:300]
     assert closed
@@ -866,7 +758,7 @@ def test_bodyWithinLimitWithExpectGetsContinue(limits: SpoolServer) -> None:
 
 
 def test_chunkedBodyGrowingPastLimit(
-    limits: SpoolServer, tree: Tree, token: str
+    limits: SpoolServer, tree: ScriptTree, token: str
 ) -> None:
     """
     A chunked body that grows one byte past the limit gets a complete 413
@@ -927,8 +819,8 @@ def test_defaultBodyLimitIsOneGiB(defaults: Server) -> None:
         ),
     )
     assert r.status == 413, (r.status, r.body[:200])
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(
+    with Conn(port, 5) as conn:
+        conn.send(
             request(
                 port,
                 "/cgi-bin/cat.sh",
@@ -937,19 +829,19 @@ def test_defaultBodyLimitIsOneGiB(defaults: Server) -> None:
             )
             + b"x" * 1000
         )
-        data, closed = readUntilClosed(sock, 0.5)
+        data, closed = conn.readUntilClosed(0.5)
     assert (data, closed) == (b"", False)
 
 
-def test_zeroMeansUnlimited(tree: Tree) -> None:
+def test_zeroMeansUnlimited(tree: ScriptTree) -> None:
     """
     --max-body-size 0 sets no limit: a request announcing 1 PB is not
     refused.
     """
     server = startServer(tree.root, ["--max-body-size", "0"], logDir=tree.logs)
     try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
-            sock.sendall(
+        with Conn(server.port, 5) as conn:
+            conn.send(
                 request(
                     server.port,
                     "/cgi-bin/cat.sh",
@@ -958,7 +850,7 @@ def test_zeroMeansUnlimited(tree: Tree) -> None:
                 )
                 + b"x" * 1000
             )
-            data, closed = readUntilClosed(sock, 0.5)
+            data, closed = conn.readUntilClosed(0.5)
         assert (data, closed) == (b"", False)
     finally:
         server.stop()
@@ -1114,8 +1006,8 @@ def test_silentNewConnectionClosed(port: int) -> None:
     A connection that never sends a byte is closed within a couple of
     seconds (idle and header timeouts are both 1 s).
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        _, closed = readUntilClosed(sock, 3)
+    with Conn(port, 5) as conn:
+        _, closed = conn.readUntilClosed(3)
     assert closed
 
 
@@ -1125,8 +1017,8 @@ def test_slowHeadersGetRequestTimeout(port: int) -> None:
     and then trickles a header byte every 0.3 s gets a complete '408
     Request Timeout' within about 1.5 s, and the connection is closed.
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(b"GET /static.txt HTTP/1.1\r\nHost: x\r\n")
+    with Conn(port, 5) as conn:
+        conn.send(b"GET /static.txt HTTP/1.1\r\nHost: x\r\n")
         began = time.monotonic()
         trickle = iter(b"X-Slow: " + b"s" * 100)
         data = b""
@@ -1134,8 +1026,8 @@ def test_slowHeadersGetRequestTimeout(port: int) -> None:
         answered = None
         while time.monotonic() - began < 5:
             with contextlib.suppress(BrokenPipeError, ConnectionResetError):
-                sock.send(bytes([next(trickle)]))
-            more, closed = readUntilClosed(sock, 0.3)
+                conn.sock.send(bytes([next(trickle)]))
+            more, closed = conn.readUntilClosed(0.3)
             if more and answered is None:
                 answered = time.monotonic() - began
             data += more
@@ -1169,11 +1061,11 @@ def test_pipelinedRequestDuringSlowResponse(port: int) -> None:
     after the first) is no slow request head: both responses arrive whole,
     in order, with no 408.
     """
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
-        sock.sendall(request(port, "/cgi-bin/ticker.sh?6", close=False))
+    with Conn(port, 5) as conn:
+        conn.send(request(port, "/cgi-bin/ticker.sh?6", close=False))
         time.sleep(0.3)
-        sock.sendall(request(port, "/static.txt"))
-        data, closed = readUntilClosed(sock, 6)
+        conn.send(request(port, "/static.txt"))
+        data, closed = conn.readUntilClosed(6)
     assert b"408 Request Timeout" not in data, data
     assert closed
     first, second = parseResponses(data, 2)
@@ -1188,21 +1080,21 @@ def test_slowlorisDoesNotStarveServer(defaults: Server) -> None:
     timeout), ordinary requests still get answered within a second.
     """
     port = defaults.port
-    socks: list[socket.socket] = []
+    socks: list[Conn] = []
     stop = threading.Event()
 
     def trickle() -> None:
         while not stop.wait(0.5):
             for s in socks:
                 with contextlib.suppress(OSError):
-                    s.send(b"X")
+                    s.sock.send(b"X")
 
     thread = threading.Thread(target=trickle, daemon=True)
     try:
 
-        def openSlow(_: int) -> socket.socket:
-            s = socket.create_connection(("127.0.0.1", port), timeout=5)
-            s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        def openSlow(_: int) -> Conn:
+            s = Conn(port, 5)
+            s.send(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
             return s
 
         # In parallel: a connection whose SYN overflowed the listen queue
@@ -1251,7 +1143,7 @@ FRAMING = {
 
 @pytest.mark.parametrize("case", list(FRAMING))
 def test_ambiguousFramingIsBadRequest(
-    limits: SpoolServer, tree: Tree, token: str, case: str
+    limits: SpoolServer, tree: ScriptTree, token: str, case: str
 ) -> None:
     """
     A request whose body framing is ambiguous or invalid gets a complete
@@ -1273,7 +1165,7 @@ def test_ambiguousFramingIsBadRequest(
 
 
 def test_shutdownLetsRequestFinish(
-    serve: Callable[..., Server], tree: Tree, token: str
+    serve: Callable[..., Server], tree: ScriptTree, token: str
 ) -> None:
     """
     SIGTERM while a script sleeps for a second: new connections are
@@ -1287,12 +1179,14 @@ def test_shutdownLetsRequestFinish(
         pidsFrom(tree.state / f"sleep1-{token}.pid")
         server.process.send_signal(signal.SIGTERM)
         signalled = time.monotonic()
-        assert waitFor(lambda: refused(port), 0.5), "still accepting connections"
+        assert waitFor(lambda: refused(port, timeout=1), 0.5), (
+            "still accepting connections"
+        )
         r = conn.readResponse()
     assert r.status == 200, (r.status, r.body[:300])
     assert r.complete
     assert r.body == b"slept a second\n"
-    assert refused(port)
+    assert refused(port, timeout=1)
     status = server.process.wait(5)
     assert status == 0, server.log()[-2000:]
     assert time.monotonic() - signalled < 3
@@ -1300,7 +1194,7 @@ def test_shutdownLetsRequestFinish(
 
 @pytest.mark.parametrize("script", ["hang", "stubborn"])
 def test_shutdownGraceEndsScripts(
-    serve: Callable[..., Server], tree: Tree, token: str, script: str
+    serve: Callable[..., Server], tree: ScriptTree, token: str, script: str
 ) -> None:
     """
     With --shutdown-grace 1, SIGTERM while a script would run for ever:
@@ -1329,7 +1223,7 @@ def test_shutdownGraceEndsScripts(
 
 @pytest.mark.parametrize("idleConnection", [False, True])
 def test_idleShutdownIsPrompt(
-    serve: Callable[..., Server], tree: Tree, idleConnection: bool
+    serve: Callable[..., Server], tree: ScriptTree, idleConnection: bool
 ) -> None:
     """
     SIGTERM with no request in flight (none at all, or only an idle

@@ -16,9 +16,7 @@ import os
 import re
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ import pytest
 
 from tests.support.certs import makeCertificate
 from tests.support.h2client import H2Client
+from tests.support.probes import fdCount
 from tests.support.raw import Conn, Response, fetch, request
 from tests.support.server import Server, makeDocroot, startServer, waitFor
 
@@ -65,10 +64,6 @@ def slowFetch(port: int, target: str) -> Response:
     with Conn(port, timeout=60) as conn:
         conn.send(request(port, target))
         return conn.readResponse()
-
-
-def openDescriptors(pid: int) -> int:
-    return len(os.listdir(f"/proc/{pid}/fd"))
 
 
 def checkListing(body: bytes) -> None:
@@ -151,17 +146,16 @@ def test_clientGoneWhileListing(server: Server) -> None:
     """
     fetch(server.port, "/small.bin")
     pid = server.process.pid
-    baseline = openDescriptors(pid)
+    baseline = fdCount(pid)
     for _ in range(5):
-        sock = socket.create_connection(("127.0.0.1", server.port))
-        sock.sendall(request(server.port, "/big/"))
+        conn = Conn(server.port)
+        conn.send(request(server.port, "/big/"))
         time.sleep(0.05)
         # Reset rather than close: the server sees the client gone at once.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        sock.close()
+        conn.reset()
     r = slowFetch(server.port, "/big/")
     checkListing(r.body)
-    assert waitFor(lambda: openDescriptors(pid) <= baseline, 10)
+    assert waitFor(lambda: fdCount(pid) <= baseline, 10)
     log = server.log()
     for bad in ("Traceback", "Unhandled", "connection was lost", "Error"):
         assert bad not in log, log[-3000:]

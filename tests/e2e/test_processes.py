@@ -17,20 +17,25 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import shutil
 import signal
 import subprocess
-import textwrap
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+from tests.support.probes import alive, childrenOf, gone, processStat
 from tests.support.raw import Conn, fetch, request
-from tests.support.server import Server, makeDocroot, startServer, waitFor
+from tests.support.server import (
+    ScriptTree,
+    Server,
+    makeScriptTree,
+    startServer,
+    waitFor,
+)
+from tests.support.shell import sh
 
 pytestmark = pytest.mark.e2e
 
@@ -38,10 +43,6 @@ pytestmark = pytest.mark.e2e
 CGI_TIMEOUT = 1.0
 # Seconds between SIGTERM and SIGKILL (twisted_cgiserve._cgi.protocol.KILL_GRACE).
 KILL_GRACE = 3.0
-
-
-def sh(body: str) -> bytes:
-    return ("#!/bin/sh\n" + textwrap.dedent(body).lstrip("\n")).encode()
 
 
 def scripts(state: Path) -> dict[str, bytes]:
@@ -107,30 +108,19 @@ def scripts(state: Path) -> dict[str, bytes]:
     }
 
 
-@dataclass
-class Tree:
-    root: Path
-    state: Path
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptTree]:
+    tree = makeScriptTree(
+        "cgiserve-e2e-processes-", scripts, tmp_path_factory.mktemp("logs")
+    )
+    yield tree
+    shutil.rmtree(tree.root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def tree() -> Iterator[Tree]:
-    root = makeDocroot("cgiserve-e2e-processes-")
-    state = root / "state"
-    state.mkdir()
-    state.chmod(0o1777)
-    for name, data in scripts(state).items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-        path.chmod(0o755)
-    (root / "cgi-bin").chmod(0o755)
-    yield Tree(root, state)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def short(tree: Tree, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def short(
+    tree: ScriptTree, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """
     --cgi-timeout 1.
     """
@@ -144,18 +134,15 @@ def short(tree: Tree, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
 
 
 @pytest.fixture(scope="module")
-def defaults(tree: Tree, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def defaults(
+    tree: ScriptTree, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     """
     The default options: a 60 s --cgi-timeout, far away.
     """
     server = startServer(tree.root, logDir=tmp_path_factory.mktemp("defaults"))
     yield server
     server.stop()
-
-
-@pytest.fixture
-def token() -> str:
-    return secrets.token_hex(8)
 
 
 @pytest.fixture
@@ -176,51 +163,18 @@ def strays() -> Iterator[list[int]]:
 # Helpers
 
 
-def stat(pid: int) -> list[str] | None:
-    """
-    The fields of C{/proc/PID/stat} after the command name, or L{None}.
-    """
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    return data.rsplit(")", 1)[1].split()
-
-
-def alive(pid: int) -> bool:
-    fields = stat(pid)
-    return fields is not None and fields[0] != "Z"
-
-
-def gone(pid: int, server: Server) -> bool:
-    """
-    Whether C{pid} has ended. An orphan's zombie waits for init (here a
-    sandbox supervisor that can take a moment): it counts as gone unless
-    the server is its parent, whose job reaping it is.
-    """
-    fields = stat(pid)
-    return fields is None or (fields[0] == "Z" and int(fields[1]) != server.process.pid)
-
-
-def childrenOf(pid: int) -> list[int]:
-    children: list[int] = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        children += [int(c) for c in (task / "children").read_text().split()]
-    return children
-
-
 def noChildren(server: Server) -> None:
     """
     The server has no child left, zombie or not.
     """
     pid = server.process.pid
     assert waitFor(lambda: not childrenOf(pid), 5), [
-        (c, stat(c)) for c in childrenOf(pid)
+        (c, processStat(c)) for c in childrenOf(pid)
     ]
 
 
 def pidsOf(
-    tree: Tree, token: str, strays: list[int], *, running: bool = True
+    tree: ScriptTree, token: str, strays: list[int], *, running: bool = True
 ) -> list[int]:
     """
     The process IDs the script run with C{token} recorded (and checks they
@@ -241,14 +195,11 @@ def assertEnded(pids: list[int], server: Server, within: float) -> float:
     """
     started = time.monotonic()
     for pid in pids:
-        assert waitFor(lambda p=pid: gone(p, server), within), (pid, stat(pid))
+        assert waitFor(lambda p=pid: gone(p, server.process.pid), within), (
+            pid,
+            processStat(pid),
+        )
     return time.monotonic() - started
-
-
-def logCount(server: Server, *needles: str) -> int:
-    return sum(
-        all(needle in line for needle in needles) for line in server.log().splitlines()
-    )
 
 
 # --------------------------------------------------------------------------
@@ -256,7 +207,7 @@ def logCount(server: Server, *needles: str) -> int:
 
 
 def test_timeoutEndsChildOnOutputAfterScriptExited(
-    short: Server, tree: Tree, token: str, strays: list[int]
+    short: Server, tree: ScriptTree, token: str, strays: list[int]
 ) -> None:
     """
     A script exits, leaving a child that holds its standard output and says
@@ -275,7 +226,7 @@ def test_timeoutEndsChildOnOutputAfterScriptExited(
 
 
 def test_timeoutEndsRedirectedChildAfterResponse(
-    short: Server, tree: Tree, token: str, strays: list[int]
+    short: Server, tree: ScriptTree, token: str, strays: list[int]
 ) -> None:
     """
     A script answers and exits, leaving a child with its output redirected:
@@ -292,9 +243,7 @@ def test_timeoutEndsRedirectedChildAfterResponse(
     assertEnded([child], short, 3)
     assert time.monotonic() - answered >= CGI_TIMEOUT * 0.9
     noChildren(short)
-    assert waitFor(
-        lambda: logCount(short, "/cgi-bin/redirect.sh", "after its response ended")
-    )
+    assert short.logLines("/cgi-bin/redirect.sh", "after its response ended")
     # The script's own process ID names it in that line.
     lines = [
         line
@@ -310,7 +259,7 @@ def test_timeoutEndsRedirectedChildAfterResponse(
 
 @pytest.mark.parametrize("script", ["inherit.sh", "redirecthold.sh"])
 def test_disconnectEndsChildrenAfterScriptExited(
-    defaults: Server, tree: Tree, token: str, strays: list[int], script: str
+    defaults: Server, tree: ScriptTree, token: str, strays: list[int], script: str
 ) -> None:
     """
     A client that goes away after part of the response gets the script's
@@ -332,7 +281,7 @@ def test_disconnectEndsChildrenAfterScriptExited(
 
 @pytest.mark.parametrize("script", ["badlater.sh", "badhead.sh"])
 def test_badGatewayEndsChildAfterScriptExited(
-    defaults: Server, tree: Tree, token: str, strays: list[int], script: str
+    defaults: Server, tree: ScriptTree, token: str, strays: list[int], script: str
 ) -> None:
     """
     An invalid response (written by a child after the script exited, or a
@@ -353,7 +302,7 @@ def test_badGatewayEndsChildAfterScriptExited(
 @pytest.mark.parametrize("script", ["inherit.sh", "redirect.sh"])
 def test_shutdownEndsChildrenAfterScriptExited(
     serve: Callable[..., Server],
-    tree: Tree,
+    tree: ScriptTree,
     token: str,
     strays: list[int],
     script: str,
@@ -386,7 +335,7 @@ def test_shutdownEndsChildrenAfterScriptExited(
 
 
 def test_responseEndsWhenScriptClosesItsOutput(
-    short: Server, tree: Tree, token: str, strays: list[int]
+    short: Server, tree: ScriptTree, token: str, strays: list[int]
 ) -> None:
     """
     A script that writes a complete response without Content-Length, closes
@@ -416,7 +365,7 @@ def test_responseEndsWhenScriptClosesItsOutput(
 
 
 def test_leftoversCountAgainstMaxProcesses(
-    serve: Callable[..., Server], tree: Tree, token: str, strays: list[int]
+    serve: Callable[..., Server], tree: ScriptTree, token: str, strays: list[int]
 ) -> None:
     """
     With --cgi-max-processes 1, a child a script left behind takes the one

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import struct
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from tests.support.h2client import H2Client
 from tests.support.probes import RssSampler, fdCount
 from tests.support.raw import Conn, request
 from tests.support.server import Server, makeDocroot, waitFor
+from tests.support.shell import writeFile
 
 pytestmark = pytest.mark.e2e
 
@@ -59,8 +59,7 @@ def site() -> Iterator[Path]:
     cgi = root / "cgi-bin"
     cgi.mkdir(mode=0o755)
     for name, text in [("big.sh", BIG_OUTPUT), ("echo.sh", ECHO), ("short.sh", SHORT)]:
-        (cgi / name).write_bytes(text)
-        (cgi / name).chmod(0o755)
+        writeFile(cgi / name, text)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
@@ -228,18 +227,16 @@ def test_sendTimeoutCutsHTTP1ClientThatStopsReading(
     server = serve(site, ["--send-timeout", "1"])
     pid = server.process.pid
     baseline = fdCount(pid)
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
+    conn = Conn(server.port, None, receiveBuffer=4096)
     try:
-        sock.sendall(request(server.port, "/huge.bin", close=False))
+        conn.send(request(server.port, "/huge.bin", close=False))
         assert waitFor(lambda: fdCount(pid) == baseline + 2, 5), fdCount(pid)
         started = time.monotonic()
         assert waitFor(lambda: "--send-timeout" in server.log(), 5), server.log()
         assert time.monotonic() - started >= 0.5
         assert waitFor(lambda: fdCount(pid) == baseline, 5), fdCount(pid)
     finally:
-        sock.close()
+        conn.close()
     lines = [line for line in server.log().splitlines() if "--send-timeout" in line]
     assert len(lines) == 1, lines
     assert "127.0.0.1" in lines[0]
@@ -283,11 +280,9 @@ def test_sendTimeoutGivesTheScriptSlotBack(
     """
     limits = ["--send-timeout", "1", "--cgi-max-processes", "1"]
     server = serve(site, [*limits, "--cgi-user", "nobody"])
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.connect(("127.0.0.1", server.port))
+    conn = Conn(server.port, None, receiveBuffer=4096)
     try:
-        sock.sendall(request(server.port, "/cgi-bin/big.sh"))
+        conn.send(request(server.port, "/cgi-bin/big.sh"))
         time.sleep(0.3)
         assert fetchStatus(server.port, "/cgi-bin/short.sh") == 503
 
@@ -296,7 +291,7 @@ def test_sendTimeoutGivesTheScriptSlotBack(
 
         assert waitFor(served, 8)
     finally:
-        sock.close()
+        conn.close()
     assert "--send-timeout" in server.log()
 
 

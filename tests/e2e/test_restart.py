@@ -30,6 +30,7 @@ import pytest
 
 from tests.support.certs import CertFiles, makeCertificate
 from tests.support.server import TWISTD, makeDocroot, waitFor
+from tests.support.shell import writeFile
 
 pytestmark = pytest.mark.e2e
 
@@ -56,8 +57,7 @@ def site() -> Iterator[Path]:
     (root / "a.txt").write_bytes(b"static\n")
     cgi = root / "cgi-bin"
     cgi.mkdir(mode=0o755)
-    (cgi / "quick.sh").write_bytes(QUICK)
-    (cgi / "quick.sh").chmod(0o755)
+    writeFile(cgi / "quick.sh", QUICK)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 

@@ -34,7 +34,14 @@ import pytest
 
 from tests.support.certs import makeCertificate
 from tests.support.h2client import H2Client
-from tests.support.probes import childrenOf, deletedFiles, fdCount, processState, rssOf
+from tests.support.probes import (
+    childrenOf,
+    deletedFiles,
+    fdCount,
+    processesIn,
+    processState,
+    rssOf,
+)
 from tests.support.raw import Conn, request
 from tests.support.server import Server, makeDocroot, startServer, waitFor
 from tests.support.shell import sh, writeFile
@@ -286,11 +293,9 @@ def stallUntilCut(port: int) -> str:
     read what is queued) after --send-timeout (1 s). The client only peeks,
     so that reading cannot count as progress.
     """
-    with socket.socket() as sock:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-        sock.settimeout(10)
-        sock.connect(("127.0.0.1", port))
-        sock.sendall(request(port, "/cgi-bin/forever.sh"))
+    with Conn(port, 10, receiveBuffer=4096) as conn:
+        sock = conn.sock
+        conn.send(request(port, "/cgi-bin/forever.sh"))
         deadline = time.monotonic() + 8
         while time.monotonic() < deadline:
             # The reset shows as the socket's pending error; what was
@@ -398,23 +403,6 @@ KINDS: list[tuple[Callable[[int], str], int]] = [
 
 # --------------------------------------------------------------------------
 # What the server holds
-
-
-def scriptsRunningIn(directory: Path) -> list[tuple[int, str | None]]:
-    """
-    Processes anywhere whose working directory is C{directory} (scripts run
-    in theirs), zombies aside.
-    """
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            if os.readlink(entry / "cwd") == str(directory):
-                state = processState(int(entry.name))
-                if state not in (None, "Z"):
-                    found.append((int(entry.name), state))
-    return found
 
 
 @dataclass
@@ -529,7 +517,7 @@ def test_soak(soak: Soak) -> None:
     waitFor(settled, 10)
     time.sleep(1)
     after = snapshot(soak)
-    leftovers = scriptsRunningIn(soak.root / "cgi-bin")
+    leftovers = processesIn(soak.root / "cgi-bin")
 
     print(f"\nsoak: {sum(outcomes.values())} requests in {elapsed:.1f} s")
     for label, count in sorted(outcomes.items()):
@@ -557,5 +545,4 @@ def test_soak(soak: Soak) -> None:
     assert "Traceback" not in log, re.findall(r".*Traceback.*", log)[:5]
     # The server still answers.
     assert staticGet(soak.server.port) == "200"
-    with socket.create_connection(("127.0.0.1", soak.server.port), timeout=5):
-        pass
+    Conn(soak.server.port, 5).close()

@@ -27,9 +27,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.support.pages import errorPage
+from tests.support.pages import errorPage, listingPage
 from tests.support.raw import Conn, Response, fetch, request
-from tests.support.server import Server, startServer
+from tests.support.server import Server, sharedServer, startServer, staysHealthy
 
 pytestmark = pytest.mark.e2e
 
@@ -43,27 +43,6 @@ BIG_SIZE = 20 * 1024 * 1024
 
 
 NOT_FOUND_PAGE = errorPage(404, "File not found", "Nothing matches the given URI")
-
-
-def listingPage(title: str, entries: list[tuple[str, str]]) -> bytes:
-    """
-    http.server 3.14's directory listing (reference section 2.4), built
-    from its line-by-line description. C{entries} are (href, display)
-    pairs, already quoted and escaped.
-    """
-    lines = [
-        "<!DOCTYPE HTML>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<style type="text/css">\n:root {\ncolor-scheme: light dark;\n}\n</style>',
-        f"<title>Directory listing for {title}</title>\n</head>",
-        f"<body>\n<h1>Directory listing for {title}</h1>",
-        "<hr>\n<ul>",
-    ]
-    lines += [f'<li><a href="{href}">{display}</a></li>' for href, display in entries]
-    lines.append("</ul>\n<hr>\n</body>\n</html>\n")
-    return "\n".join(lines).encode("utf-8", "surrogateescape")
 
 
 def listingEntries(body: bytes) -> list[tuple[bytes, bytes]]:
@@ -188,17 +167,31 @@ UNDECODABLE_HREF = "bad-%ED%B3%BF%ED%B3%BE.bin"
 @pytest.fixture(scope="module")
 def server(tree: Tree) -> Iterator[Server]:
     """
-    One server for the module, stopped at the end (the module's last test
-    checks its log for tracebacks).
+    One server for the module, stopped at the end; its log must hold no
+    traceback then either.
     """
-    srv = startServer(tree.root, logDir=tree.base)
-    yield srv
-    srv.stop()
+    with sharedServer(startServer(tree.root, logDir=tree.base)) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def port(server: Server) -> int:
     return server.port
+
+
+@pytest.fixture(autouse=True)
+def _serverSurvives(request: pytest.FixtureRequest) -> Iterator[None]:
+    """
+    After each test that used the shared server, it still serves a file
+    and logged no traceback for that test's requests.
+    """
+    if "server" not in request.fixturenames:
+        yield
+        return
+    server: Server = request.getfixturevalue("server")
+    with staysHealthy(server):
+        yield
+    assert fetch(server.port, "/a.txt").status == 200
 
 
 def mtimeOf(path: Path) -> float:
@@ -1435,19 +1428,3 @@ def test_errorPageDoesNotReflectMarkup(port: int, target: str) -> None:
     r = fetch(port, target)
     assert r.status == 404
     assert b"<script" not in r.body.lower()
-
-
-# --------------------------------------------------------------------------
-# Last: the server survived everything above without a traceback.
-
-
-def test_zzServerLogHasNoTraceback(server: Server) -> None:
-    """
-    After every request above, the server is still answering and its log
-    holds no traceback.
-    """
-    assert fetch(server.port, "/a.txt").status == 200
-    assert server.process.poll() is None
-    log = server.log()
-    assert "Traceback" not in log
-    assert "Unhandled Error" not in log

@@ -9,7 +9,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import time
@@ -25,14 +24,10 @@ from hpack import Encoder
 
 from tests.support.certs import CertFiles, makeCertificate
 from tests.support.h2client import H2Client
-from tests.support.server import (
-    TWISTD,
-    Server,
-    makeDocroot,
-    runTwistd,
-    scriptRunning,
-    waitFor,
-)
+from tests.support.probes import rssOf, scriptRunning, statusField
+from tests.support.raw import Conn
+from tests.support.server import TWISTD, Server, makeDocroot, runTwistd, waitFor
+from tests.support.shell import writeFile
 
 pytestmark = pytest.mark.e2e
 
@@ -77,8 +72,7 @@ def _content(site: Path) -> None:
     cgi = docroot / "cgi-bin"
     cgi.mkdir(mode=0o755)
     for name, text in [("env.sh", ECHO_ENV), ("echo.sh", ECHO_BODY), ("slow.sh", SLOW)]:
-        (cgi / name).write_text(text)
-        (cgi / name).chmod(0o755)
+        writeFile(cgi / name, text.encode())
 
 
 @pytest.fixture
@@ -115,7 +109,7 @@ def clientContext(
 
 
 def handshake(server: Server, context: ssl.SSLContext) -> ssl.SSLSocket:
-    sock = socket.create_connection((server.host, server.port), timeout=10)
+    sock = Conn(server.port, 10, host=server.host).sock
     return context.wrap_socket(sock, server_hostname="localhost")
 
 
@@ -487,13 +481,6 @@ class _Never:
     """
 
 
-def rssKiB(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
 @needsCurl
 @pytest.mark.skipif(os.getuid() != 0, reason="needs root to start, as systemd does")
 def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
@@ -521,9 +508,7 @@ def test_keyOutOfScriptsReach(serve: Callable[..., Server], site: Path) -> None:
         assert peerSerial(server) == cert.serial
         # The server itself now runs as the unprivileged user, and its
         # scripts as that same user, which cannot read the key.
-        status = Path(f"/proc/{server.process.pid}/status").read_text()
-        uids = next(x for x in status.splitlines() if x.startswith("Uid:")).split()
-        assert uids[1:] == ["65534"] * 4
+        assert statusField(server.process.pid, "Uid") == ["65534"] * 4
         _, headers, body = fetch(server.url("/cgi-bin/steal.sh"))
         assert headers[":status"] == "200"
         assert body.startswith(b"65534\n")
@@ -559,8 +544,8 @@ def test_connectionsForgottenWhenClosed(
     for _ in range(20):
         with pytest.raises(ssl.SSLError):
             handshake(server, clientContext(old, old))
-        with socket.create_connection((server.host, server.port)) as plain:
-            plain.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        with Conn(server.port, host=server.host) as plain:
+            plain.send(b"GET / HTTP/1.0\r\n\r\n")
     time.sleep(0.5)
     started = time.monotonic()
     assert server.stop() == 0
@@ -608,7 +593,7 @@ def test_http2ProtocolErrorEndsConnection(
     goes on sending is not kept (the server's memory stays where it was).
     """
     server = serve(site, tlsArgs(cert))
-    before = rssKiB(server.process.pid)
+    before = rssOf(server.process.pid) // 1024
     client = H2Client(server.host, server.port)
     block = Encoder().encode(client.headers("/a.txt"))
     sent = 0
@@ -633,7 +618,7 @@ def test_http2ProtocolErrorEndsConnection(
     finally:
         client.close()
     time.sleep(0.5)
-    after = rssKiB(server.process.pid)
+    after = rssOf(server.process.pid) // 1024
     assert after - before < 20 * 1024, (before, after, sent)
     # The server goes on serving.
     assert peerSerial(server) == cert.serial

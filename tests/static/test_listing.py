@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
+from tests.support.pages import listingPage
 from tests.support.requests import body, header, makeRequest, render
 from twisted_cgiserve import StaticResource
 from twisted_cgiserve._static import listing as _listing
@@ -40,16 +41,7 @@ def reference(directory: Path, title: str) -> bytes:
     listing must equal byte for byte.
     """
     names = sorted(os.listdir(directory), key=str.lower)
-    lines = [
-        "<!DOCTYPE HTML>",
-        '<html lang="en">',
-        "<head>",
-        '<meta charset="utf-8">',
-        '<style type="text/css">\n:root {\ncolor-scheme: light dark;\n}\n</style>',
-        f"<title>Directory listing for {escape(title, quote=False)}</title>\n</head>",
-        f"<body>\n<h1>Directory listing for {escape(title, quote=False)}</h1>",
-        "<hr>\n<ul>",
-    ]
+    entries = []
     for name in names:
         full = os.path.join(directory, name)
         display = link = name
@@ -57,13 +49,10 @@ def reference(directory: Path, title: str) -> bytes:
             display = link = name + "/"
         if os.path.islink(full):
             display = name + "@"
-        lines.append(
-            '<li><a href="{}">{}</a></li>'.format(
-                quote(link, errors="surrogatepass"), escape(display, quote=False)
-            )
+        entries.append(
+            (quote(link, errors="surrogatepass"), escape(display, quote=False))
         )
-    lines.append("</ul>\n<hr>\n</body>\n</html>\n")
-    return "\n".join(lines).encode("utf-8", "surrogateescape")
+    return listingPage(escape(title, quote=False), entries)
 
 
 def fill(directory: Path, count: int, prefix: str = "f") -> None:

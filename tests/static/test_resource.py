@@ -23,7 +23,6 @@ from twisted_cgiserve._http.paths import (
     BadRequestPath,
     resolvePath,
 )
-from twisted_cgiserve._static.mime import guessContentType
 from twisted_cgiserve._static.resource import resourcePath
 
 
@@ -504,30 +503,6 @@ def test_notADirectory(tmp_path: Path) -> None:
     """
     with pytest.raises(ValueError):
         makeRootResource(str(tmp_path / "missing"))
-
-
-@pytest.mark.parametrize(
-    ("name", "expected"),
-    [
-        ("a.gz", b"application/gzip"),
-        ("a.tar.gz", b"application/gzip"),
-        ("a.GZ", b"application/gzip"),
-        ("a.Z", b"application/octet-stream"),
-        ("a.bz2", b"application/x-bzip2"),
-        ("a.xz", b"application/x-xz"),
-        ("a.txt", b"text/plain"),
-        ("a.html", b"text/html"),
-        ("a.py", b"text/x-python"),
-        ("noext", b"application/octet-stream"),
-        ("a.unknown-ext", b"application/octet-stream"),
-    ],
-)
-def test_contentTypes(name: str, expected: bytes) -> None:
-    """
-    Content types follow http.server: its four overrides, then
-    L{mimetypes}, then C{application/octet-stream} (never C{text/html}).
-    """
-    assert guessContentType(name) == expected
 
 
 def test_statusPhraseSafe() -> None:

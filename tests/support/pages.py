@@ -4,7 +4,7 @@ The pages http.server answers with, as the compatibility spec describes them.
 
 from __future__ import annotations
 
-__all__ = ["errorPage"]
+__all__ = ["errorPage", "listingPage"]
 
 
 def errorPage(code: int, message: str, explain: str) -> bytes:
@@ -33,3 +33,25 @@ def errorPage(code: int, message: str, explain: str) -> bytes:
         "    </body>\n"
         "</html>\n"
     ).encode()
+
+
+def listingPage(title: str, entries: list[tuple[str, str]]) -> bytes:
+    """
+    http.server 3.14's directory listing (reference section 2.4), built
+    from its line-by-line description. C{title} is as it appears (already
+    escaped); C{entries} are (href, display) pairs, already quoted and
+    escaped.
+    """
+    lines = [
+        "<!DOCTYPE HTML>",
+        '<html lang="en">',
+        "<head>",
+        '<meta charset="utf-8">',
+        '<style type="text/css">\n:root {\ncolor-scheme: light dark;\n}\n</style>',
+        f"<title>Directory listing for {title}</title>\n</head>",
+        f"<body>\n<h1>Directory listing for {title}</h1>",
+        "<hr>\n<ul>",
+    ]
+    lines += [f'<li><a href="{href}">{display}</a></li>' for href, display in entries]
+    lines.append("</ul>\n<hr>\n</body>\n</html>\n")
+    return "\n".join(lines).encode("utf-8", "surrogateescape")

@@ -1,17 +1,33 @@
 """
-A raw HTTP/1.1 client for the end-to-end tests: exact bytes out, the
+The one raw HTTP/1.1 client of the end-to-end tests: exact bytes out, the
 response back as it came off the wire, framing included (chunked bodies,
 early closes, keep-alive and pipelining), for what no HTTP library lets a
-test send or see.
+test send or see. Tests that need a bare socket use L{Conn.sock}.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import struct
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+__all__ = [
+    "TIMEOUT",
+    "Conn",
+    "Response",
+    "chunked",
+    "exchange",
+    "fetch",
+    "parseResponses",
+    "refused",
+    "request",
+    "statusOf",
+]
 
 TIMEOUT = 10.0
 
@@ -67,14 +83,67 @@ class Conn:
     A client connection that reads one response at a time.
     """
 
-    def __init__(self, port: int, timeout: float = TIMEOUT, bind: bool = False):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    def __init__(
+        self,
+        port: int | Path,
+        timeout: float | None = TIMEOUT,
+        bind: bool = False,
+        *,
+        host: str = "127.0.0.1",
+        receiveBuffer: int | None = None,
+    ):
+        """
+        Connect to C{host}:C{port}, or to the UNIX socket at C{port} if it
+        is a path.
+
+        @param bind: Bind an ephemeral local port first (so the test knows
+            it before connecting).
+        @param receiveBuffer: A small C{SO_RCVBUF}, for a client that reads
+            nothing and must fill its window quickly.
+        """
+        address: str | tuple[str, int]
+        if isinstance(port, Path):
+            family, address = socket.AF_UNIX, str(port)
+        else:
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            address = (host, port)
+        self.sock = socket.socket(family, socket.SOCK_STREAM)
         self.sock.settimeout(timeout)
+        if receiveBuffer is not None:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receiveBuffer)
         if bind:
-            self.sock.bind(("127.0.0.1", 0))
-        self.sock.connect(("127.0.0.1", port))
+            self.sock.bind((host, 0))
+        try:
+            self.sock.connect(address)
+        except BaseException:
+            self.sock.close()
+            raise
         self.buffer = bytearray()
         self.eof = False
+
+    @classmethod
+    def fromBytes(cls, data: bytes) -> Conn:
+        """
+        A closed connection that received C{data}, to parse responses
+        already read off the wire.
+        """
+        conn = cls.__new__(cls)
+        conn.buffer = bytearray(data)
+        conn.eof = True
+        return conn
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def reset(self) -> None:
+        """
+        Close with a reset (C{SO_LINGER} 0) rather than a FIN, so the
+        server sees the client gone at once.
+        """
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+        )
+        self.sock.close()
 
     def __enter__(self) -> Conn:
         return self
@@ -89,6 +158,17 @@ class Conn:
 
     def send(self, data: bytes) -> None:
         self.sock.sendall(data)
+
+    def recv(self, size: int = 65536) -> bytes:
+        """
+        What one read returns: whatever bytes are buffered or arrive next
+        (C{b""} at end of file).
+        """
+        if self.buffer:
+            data = bytes(self.buffer[:size])
+            del self.buffer[:size]
+            return data
+        return self.sock.recv(size)
 
     def _fill(self) -> bool:
         if self.eof:
@@ -125,6 +205,30 @@ class Conn:
         self.buffer.clear()
         return data
 
+    def readUntilClosed(self, wait: float) -> tuple[bytes, bool]:
+        """
+        Everything the server sends within C{wait} seconds, and whether it
+        closed the connection in that time.
+        """
+        deadline = time.monotonic() + wait
+        chunks = [bytes(self.buffer)]
+        self.buffer.clear()
+        closed = self.eof
+        while not closed and (left := deadline - time.monotonic()) > 0:
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(1 << 20)
+            except TimeoutError:
+                break
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = self.eof = True
+                break
+            chunks.append(chunk)
+        return b"".join(chunks), closed
+
     def readResponse(self, method: str = "GET") -> Response:
         while b"\r\n\r\n" not in self.buffer:
             if not self._fill():
@@ -149,10 +253,10 @@ class Conn:
             r.complete = False
             body = bytearray()
             while True:
-                line = self._line()
-                if line is None:
+                sizeLine = self._line()
+                if sizeLine is None:
                     break
-                size = int(line.split(b";")[0], 16)
+                size = int(sizeLine.split(b";")[0], 16)
                 if size == 0:
                     while (trailer := self._line()) not in (None, b""):
                         pass
@@ -230,3 +334,63 @@ def fetch(port: int, target: str | bytes, method: str = "GET", **kw: Any) -> Res
     with Conn(port) as conn:
         conn.send(request(port, target, method, **kw))
         return conn.readResponse(method)
+
+
+def exchange(
+    port: int | Path, data: bytes, host: str = "127.0.0.1", timeout: float = 5
+) -> bytes:
+    """
+    Send C{data} as is and return everything the server sends until it
+    closes the connection or goes quiet for C{timeout} seconds.
+    """
+    with Conn(port, timeout, host=host) as conn:
+        conn.send(data)
+        chunks = []
+        try:
+            while chunk := conn.recv():
+                chunks.append(chunk)
+        except TimeoutError:
+            pass
+    return b"".join(chunks)
+
+
+def statusOf(response: bytes) -> int:
+    """
+    The status code of a raw response.
+    """
+    return int(response.split(b" ", 2)[1])
+
+
+def parseResponses(data: bytes, count: int, method: str = "GET") -> list[Response]:
+    """
+    The first C{count} responses in C{data}, all the bytes a connection
+    received.
+    """
+    conn = Conn.fromBytes(data)
+    return [conn.readResponse(method) for _ in range(count)]
+
+
+def chunked(data: bytes, size: int, *, last: bool = False) -> bytes:
+    """
+    C{data} in the chunked transfer coding, C{size} bytes a chunk; with the
+    terminating zero-size chunk if C{last}.
+    """
+    body = b"".join(
+        b"%x\r\n%s\r\n" % (len(data[i : i + size]), data[i : i + size])
+        for i in range(0, len(data), size)
+    )
+    return body + (b"0\r\n\r\n" if last else b"")
+
+
+def refused(port: int, host: str = "127.0.0.1", timeout: float = TIMEOUT) -> bool:
+    """
+    Whether a new connection to C{host}:C{port} is refused (nothing
+    listens there); L{False} when it connects or fails otherwise.
+    """
+    try:
+        Conn(port, timeout, host=host).close()
+    except ConnectionRefusedError:
+        return True
+    except OSError:
+        return False
+    return False

@@ -4,6 +4,8 @@ The real C{twistd -n cgiserve} on a loopback port, for the end-to-end suites.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import signal
 import socket
@@ -11,20 +13,25 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tests.support.shell import writeFile
+
 __all__ = [
     "TWISTD",
+    "ScriptTree",
     "Server",
+    "assertHealthy",
+    "freePort",
     "makeDocroot",
-    "rawRequest",
+    "makeScriptTree",
     "runTwistd",
-    "scriptRunning",
+    "sharedServer",
     "startServer",
-    "statusOf",
+    "staysHealthy",
     "waitFor",
 ]
 
@@ -53,6 +60,22 @@ class Server:
 
     def log(self) -> str:
         return self.logPath.read_text("utf-8", "replace")
+
+    def logLines(self, *needles: str, timeout: float = 5.0) -> list[str]:
+        """
+        The log lines that contain all of C{needles}, waiting up to
+        C{timeout} seconds for at least one to be written.
+        """
+
+        def find() -> list[str]:
+            return [
+                line
+                for line in self.log().splitlines()
+                if all(needle in line for needle in needles)
+            ]
+
+        found: list[str] = waitFor(find, timeout)
+        return found
 
     def stop(self) -> int:
         """
@@ -164,34 +187,83 @@ def waitFor(predicate: Callable[[], Any], timeout: float = 5.0) -> Any:
         time.sleep(0.05)
 
 
-def scriptRunning(path: Path) -> bool:
+def assertHealthy(server: Server, since: int = 0) -> None:
     """
-    Whether a process runs the script at C{path} (its command line names it).
+    The server still runs and its log (from character C{since} on) holds
+    no traceback: what every test against a shared server checks after
+    it, so that no check depends on which tests ran before.
     """
-    found = subprocess.run(["pgrep", "-f", str(path)], capture_output=True)
-    return found.returncode == 0
+    assert server.process.poll() is None, server.log()[since:]
+    log = server.log()[since:]
+    assert "Traceback" not in log, log
+    assert "Unhandled" not in log, log
 
 
-def rawRequest(
-    port: int, data: bytes, host: str = "127.0.0.1", timeout: float = 5
-) -> bytes:
+@contextlib.contextmanager
+def staysHealthy(server: Server) -> Iterator[Server]:
     """
-    Send C{data} as is and return everything the server sends until it
-    closes the connection or goes quiet for C{timeout} seconds.
+    Check L{assertHealthy} over what the server logged within the block;
+    for a server that outlives the block, every test that uses it checks
+    its own part of the log (no test is left to check it last).
     """
-    with socket.create_connection((host, port), timeout=timeout) as sock:
-        sock.sendall(data)
-        chunks = []
-        try:
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-        except TimeoutError:
-            pass
-    return b"".join(chunks)
+    since = len(server.log())
+    yield server
+    assertHealthy(server, since)
 
 
-def statusOf(response: bytes) -> int:
+@contextlib.contextmanager
+def sharedServer(server: Server) -> Iterator[Server]:
     """
-    The status code of a raw response.
+    A server several tests share: healthy over its whole life (checked
+    when the block ends, for what was logged after the last test), and
+    stopped whatever happened.
     """
-    return int(response.split(b" ", 2)[1])
+    try:
+        yield server
+        assertHealthy(server)
+    finally:
+        server.stop()
+
+
+def freePort() -> int:
+    """
+    A TCP port number that was free a moment ago (bind 127.0.0.1:0, close).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class ScriptTree:
+    """
+    A document root of scripts that record what they did in C{state}.
+
+    @ivar state: A world-writable directory: scripts run as nobody (or
+        C{--cgi-user}) leave their markers here.
+    @ivar logs: Where the servers' logs go.
+    """
+
+    root: Path
+    state: Path
+    logs: Path
+
+
+def makeScriptTree(
+    prefix: str, scripts: Callable[[Path], dict[str, bytes]], logs: Path
+) -> ScriptTree:
+    """
+    A fresh L{makeDocroot} holding C{scripts(state)} (relative path:
+    content, mode 0755), every directory but C{state} mode 0755.
+    """
+    root = makeDocroot(prefix)
+    state = root / "state"
+    state.mkdir()
+    state.chmod(0o1777)
+    for name, data in scripts(state).items():
+        writeFile(root / name, data)
+    for directory, _, _ in os.walk(root):
+        if directory != str(state):
+            os.chmod(directory, 0o755)
+    return ScriptTree(root, state, logs)

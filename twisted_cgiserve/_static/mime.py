@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.static.test_resource -*-
+# -*- test-case-name: tests.static.test_mime -*-
 """
 Content types for static files, decided the way http.server decides them.
 
