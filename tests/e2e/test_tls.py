@@ -584,6 +584,44 @@ def test_streamsResetWithTheirRequest(
     assert "Unhandled" not in server.log()
 
 
+def test_http2ConnectRefusedLikeHTTP11(
+    serve: Callable[..., Server], site: Path, cert: CertFiles
+) -> None:
+    """
+    An HTTP/2 C{CONNECT} (no C{:path}) gets the 501 HTTP/1.1's C{CONNECT}
+    gets, and the connection goes on serving its other streams: Twisted
+    alone fails unhandled when such a stream ends and drops the connection.
+    """
+    server = serve(site, tlsArgs(cert))
+    client = H2Client(server.host, server.port)
+    try:
+        client.conn.send_headers(
+            1, [(":method", "CONNECT"), (":authority", "example.com:443")]
+        )
+        client.conn.end_stream(1)
+        client.nextStream = 3
+        following = client.get("/a.txt")
+        client.flush()
+        responses: dict[int, str] = {}
+        ended: set[int] = set()
+        deadline = time.monotonic() + 10
+        while ended != {1, following} and time.monotonic() < deadline:
+            for event in client.events(until=h2.events.StreamEnded, timeout=2):
+                assert event != "EOF"
+                if isinstance(event, h2.events.ResponseReceived):
+                    responses[event.stream_id] = dict(event.headers)[
+                        b":status"
+                    ].decode()
+                if isinstance(event, h2.events.StreamEnded):
+                    ended.add(event.stream_id)
+        assert responses == {1: "501", following: "200"}
+    finally:
+        client.close()
+    log = server.log()
+    assert "Unhandled" not in log and "Traceback" not in log, log
+    assert '"CONNECT example.com:443 HTTP/2" 501' in log
+
+
 def test_http2ProtocolErrorEndsConnection(
     serve: Callable[..., Server], site: Path, cert: CertFiles
 ) -> None:

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from twisted.internet.address import IPv4Address
-from twisted.internet.testing import MemoryReactorClock
+from twisted.internet.address import IPv4Address, UNIXAddress
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.web.http import HTTPChannel
 
 from tests.support.requests import makeRequest
 from twisted_cgiserve._http.accesslog import AccessLog, combinedLogLine
+from twisted_cgiserve._http.clock import SecondClock
+from twisted_cgiserve._http.request import CGIServeRequest
 
 _COMBINED = re.compile(
     r"^(?P<host>\S+) (?P<ident>\S+) (?P<user>\S+) \[(?P<time>[^\]]+)\] "
@@ -36,13 +39,23 @@ def _request(uri: bytes, headers: dict[bytes, bytes] | None = None) -> object:
     return request
 
 
+_STAMP = "[22/Nov/2026:10:00:00 +0000]"
+
+
+def _timestamp(clock: MemoryReactorClock) -> str:
+    """
+    The timestamp an access log on C{clock} writes now.
+    """
+    return SecondClock(clock.seconds).logTimestamp()
+
+
 def test_combinedFormat() -> None:
     """
     Lines follow Apache's combined format, the client address unquoted.
     """
     line = combinedLogLine(
         _request(b"/a?b=c", {b"referer": b"http://r/", b"user-agent": b"curl/8"}),
-        "[22/Nov/2026:10:00:00 +0000]",
+        _STAMP,
     )
     assert line == (
         '192.0.2.7 - - [22/Nov/2026:10:00:00 +0000] "GET /a?b=c HTTP/1.1" 200 1234 '
@@ -57,13 +70,84 @@ def test_injectionEscaped() -> None:
     so one request is always exactly one parseable line.
     """
     line = combinedLogLine(
-        _request(b"/x", {b"user-agent": b'evil"\n1.2.3.4 - - [x] "GET / \\ \x1b'})
+        _request(b"/x", {b"user-agent": b'evil"\n1.2.3.4 - - [x] "GET / \\ \x1b'}),
+        _STAMP,
     )
     assert "\n" not in line
     match = _COMBINED.match(line)
     assert match
     # (Twisted's Headers already folds the newline into a space.)
     assert match["agent"] == 'evil\\" 1.2.3.4 - - [x] \\"GET / \\\\ \\x1b'
+
+
+def _served(uri: bytes) -> CGIServeRequest:
+    """
+    A request of this server whose client sent C{POST uri HTTP/1.0}, from
+    192.0.2.7, rewritten since as a CGI local redirect does.
+    """
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "192.0.2.7", 40000))
+    channel = HTTPChannel()
+    channel.makeConnection(transport)
+    request = CGIServeRequest(channel, parsePOSTFormSubmission=False)
+    request.clientRequestLine = b"POST %s HTTP/1.0" % (uri,)
+    request.method, request.uri, request.clientproto = b"GET", b"/other", b"HTTP/1.0"
+    request.code = 302
+    return request
+
+
+def test_requestLineAsTheClientSentIt() -> None:
+    """
+    For a request of this server, the line shows the request line as the
+    client sent it, not the request a CGI local redirect made of it.
+    """
+    line = combinedLogLine(_served(b'/cgi-bin/go?"x'), _STAMP)
+    assert line == (
+        f'192.0.2.7 - - {_STAMP} "POST /cgi-bin/go?\\"x HTTP/1.0" 302 - "-" "-"'
+    )
+
+
+def test_clientWithoutHost() -> None:
+    """
+    A client without a host address (a UNIX socket) is written C{-}.
+    """
+    request: Any = _request(b"/u")
+    request.client = UNIXAddress(b"/run/cgiserve.sock")
+    assert combinedLogLine(request, _STAMP).startswith(f"- - - {_STAMP} ")
+
+
+def test_timeFromTheReactor(tmp_path: Path) -> None:
+    """
+    A log with a reactor writes the reactor's time (the wall clock for a
+    real one, simulated here); one with a clock of its own, that clock's.
+    """
+    clock = MemoryReactorClock()
+    clock.advance(1_780_000_000)
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path), clock)
+    log.write(_request(b"/r"))
+    other = MemoryReactorClock()
+    other.advance(86400)
+    log2 = AccessLog(str(path), clock, clock=SecondClock(other.seconds))
+    log2.write(_request(b"/c"))
+    clock.advance(0)
+    log.close()
+    log2.close()
+    stamps = [line.split(" ")[3] + " " + line.split(" ")[4] for line in _lines(path)]
+    assert stamps == [_timestamp(clock), _timestamp(other)]
+
+
+def test_timeWithoutReactor(tmp_path: Path) -> None:
+    """
+    Without a reactor, a line carries the wall clock's time.
+    """
+    path = tmp_path / "access.log"
+    log = AccessLog(str(path))
+    before = SecondClock().logTimestamp()
+    log.write(_request(b"/w"))
+    after = SecondClock().logTimestamp()
+    log.close()
+    [line] = _lines(path)
+    assert before[1:-1] <= _COMBINED.match(line)["time"] <= after[1:-1]  # type: ignore[index]
 
 
 def test_file(tmp_path: Path) -> None:
@@ -173,7 +257,7 @@ def test_fullDiskCutsPartialLine(tmp_path: Path, disk: _Disk) -> None:
     path = tmp_path / "access.log"
     clock = MemoryReactorClock()
     log = AccessLog(str(path), clock)
-    line = len(combinedLogLine(_request(b"/1"))) + 1
+    line = len(combinedLogLine(_request(b"/1"), _timestamp(clock))) + 1
     disk.room = line + line // 2
     with capturedLogs() as events:
         for n in (1, 2, 3):
@@ -220,13 +304,14 @@ def test_partialLineCompletedWhereItCannotBeCut(tmp_path: Path) -> None:
     """
     reader, writer = _pipe()
     disk = _Disk(room=0, error=errno.EAGAIN)
-    log = AccessLog(None, MemoryReactorClock())
+    clock = MemoryReactorClock()
+    log = AccessLog(None, clock)
     log.path = "-"
     f = _DiskFile(writer, "wb")
     f.disk = disk
     log._file = f
     try:
-        first = combinedLogLine(_request(b"/first"))
+        first = combinedLogLine(_request(b"/first"), _timestamp(clock))
         disk.room = len(first) // 2
         with capturedLogs() as events:
             log.write(_request(b"/first"))

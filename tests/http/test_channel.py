@@ -13,10 +13,16 @@ import pytest
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
+from twisted.web import http
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from twisted_cgiserve._http.channel import MAX_CONTENT_LENGTH_DIGITS, CGIServeChannel
+from twisted_cgiserve._http.channel import (
+    MAX_CONTENT_LENGTH_DIGITS,
+    CGIServeChannel,
+    receivedRequestLine,
+)
 
 
 class _Transport(StringTransport):
@@ -353,3 +359,220 @@ def test_badChunkSizeRefused(body: bytes) -> None:
     _assertRefused(
         b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n" + body
     )
+
+
+# Canaries: the private parts of Twisted's HTTP/1.x channel this module
+# relies on (see its docstring). Each fails with a message naming the part
+# when a Twisted release changes it.
+
+
+def _changed(name: str, why: str) -> str:
+    return (
+        f"Twisted changed HTTPChannel.{name}, which {why}. Adapt "
+        f"twisted_cgiserve._http.channel to this Twisted release."
+    )
+
+
+class _Spy(HTTPChannel):
+    """
+    Twisted's own channel, noting its private state when a request's head
+    is complete and whenever it refuses a request.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.heads: list[tuple[bytes, int, int | None]] = []
+        self.refused = 0
+
+    def allHeadersReceived(self) -> None:
+        self.heads.append((self._version, len(self.requests), self.length))
+        super().allHeadersReceived()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        self.refused += 1
+        super()._respondToBadRequestAndDisconnect()
+
+
+def _spy(resource: Resource | None = None) -> tuple[_Spy, StringTransport]:
+    site = Site(resource if resource is not None else _Echo(10))
+    site.log = lambda request: None  # type: ignore[method-assign]
+    channel = _Spy()
+    channel.site = site
+    channel.requestFactory = Request
+    channel.callLater = MemoryReactorClock().callLater
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    _connected.append(channel)  # type: ignore[arg-type]
+    return channel, transport
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.0", b"HTTP/1.1"])
+def test_canaryVersion(version: bytes) -> None:
+    """
+    C{_version} holds the request line's version when the head is complete
+    (L{CGIServeChannel._hostAcceptable} reads it to require C{Host} of
+    HTTP/1.1 only).
+    """
+    channel, _transport = _spy()
+    channel.dataReceived(b"GET / %s\r\nHost: a\r\nContent-Length: 0\r\n\r\n" % version)
+    assert channel.heads[:1] == [(version, 1, 0)], _changed(
+        "_version, requests or length", "allHeadersReceived reads"
+    )
+
+
+def test_canaryReceivedHeaderSizeAndCount() -> None:
+    """
+    C{_receivedHeaderSize} counts the bytes of the head's lines (without
+    their CRLF) and C{_receivedHeaderCount} the header lines parsed, both
+    zero again once the head is complete: L{CGIServeChannel} tells a long
+    request line from a long header line, and too many headers from a
+    malformed request, by them.
+    """
+    channel, _transport = _spy()
+    assert (channel._receivedHeaderSize, channel._receivedHeaderCount) == (0, 0)
+    channel.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\nX: 1\r\nY: 2\r\n")
+    # Twisted parses a header line when the next one starts (folding).
+    assert channel._receivedHeaderCount == 2, _changed(
+        "_receivedHeaderCount", "_respondToBadRequestAndDisconnect reads"
+    )
+    assert channel._receivedHeaderSize == len(b"GET / HTTP/1.1Host: aX: 1Y: 2"), (
+        _changed("_receivedHeaderSize", "lineLengthExceeded reads")
+    )
+    channel.dataReceived(b"\r\n")
+    assert (channel._receivedHeaderSize, channel._receivedHeaderCount) == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        pytest.param(b"NONSENSE\r\n", id="requestLine"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\n"
+            + b"X: 1\r\n" * (HTTPChannel.maxHeaders + 1)
+            + b"\r\n",
+            id="tooManyHeaders",
+        ),
+        pytest.param(
+            b"GET / HTTP/1.1\r\n" + (b"X: " + b"a" * 8000 + b"\r\n") * 3 + b"\r\n",
+            id="headTooLarge",
+        ),
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            id="badChunk",
+        ),
+    ],
+)
+def test_canaryRespondToBadRequest(data: bytes) -> None:
+    """
+    Twisted refuses every request it cannot take through
+    C{_respondToBadRequestAndDisconnect}, which L{CGIServeChannel}
+    overrides to answer with a complete response (Twisted's has no body).
+    """
+    channel, transport = _spy()
+    channel.dataReceived(data)
+    assert channel.refused == 1, _changed(
+        "_respondToBadRequestAndDisconnect", "CGIServeChannel overrides"
+    )
+    assert transport.disconnecting
+
+
+def test_canaryTotalHeadersSizeExceeded() -> None:
+    """
+    A head larger than C{totalHeadersSize} leaves C{_receivedHeaderSize}
+    above it when Twisted refuses the request (L{CGIServeChannel} then
+    answers 431, not 400).
+    """
+    channel, _transport = _spy()
+    line = b"X: " + b"a" * 8000 + b"\r\n"
+    channel.dataReceived(b"GET / HTTP/1.1\r\n" + line * 3)
+    assert channel.refused == 1
+    assert channel._receivedHeaderSize > channel.totalHeadersSize
+
+
+def test_canaryPausedStopsParsing() -> None:
+    """
+    While C{paused} is set, Twisted's line parser leaves what arrives in
+    its buffer; L{clearLineBuffer} hands it back: how L{CGIServeChannel}
+    holds pipelined requests back while the client does not read.
+    """
+    channel, transport = _spy()
+    channel.paused = True
+    channel.dataReceived(_get(b"/a"))
+    assert channel.heads == [], _changed("paused", "requestDone sets")
+    assert transport.value() == b""
+    channel.paused = False
+    channel.dataReceived(channel.clearLineBuffer())
+    assert [head[0] for head in channel.heads] == [b"HTTP/1.1"]
+    assert _statuses(transport.value()) == [200]
+
+
+@pytest.mark.parametrize(
+    ("head", "persistent"),
+    [
+        pytest.param(b"GET / HTTP/1.1\r\nHost: a\r\n", True, id="http11"),
+        pytest.param(
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n", False, id="close"
+        ),
+        pytest.param(b"GET / HTTP/1.0\r\n", False, id="http10"),
+    ],
+)
+def test_canaryPersistent(head: bytes, persistent: bool) -> None:
+    """
+    C{persistent} says whether the connection is kept after the request
+    (L{CGIServeChannel.requestDone} holds pipelined requests only then).
+    """
+    channel, _transport = _spy(_Slow(5))
+    channel.dataReceived(head.replace(b"/ ", b"/slow ") + b"\r\n")
+    assert channel.persistent is persistent, _changed("persistent", "is read")
+
+
+def test_canarySiteSetByBuildProtocol() -> None:
+    """
+    Twisted's L{Site} sets C{site} on the channel it builds, before the
+    connection is made: L{CGIServeChannel} reads its body size limit from
+    it.
+    """
+    site = Site(Resource())
+    site.protocol = CGIServeChannel  # type: ignore[assignment]
+    channel = site.buildProtocol(None)
+    assert isinstance(channel, CGIServeChannel)
+    assert channel.site is site
+
+
+def test_bodyLimitFromTheSite() -> None:
+    """
+    A site with a C{maxBodySize} (this server's) sets the channel's limit:
+    a body announced larger is refused with 413 before it is read.
+    """
+    site = Site(_Echo(10))
+    site.maxBodySize = 4  # type: ignore[attr-defined]
+    channel = CGIServeChannel()
+    channel.site = site
+    channel.requestFactory = Request
+    channel.callLater = MemoryReactorClock().callLater
+    transport = _Transport(1 << 30)
+    channel.makeConnection(transport)
+    _connected.append(channel)
+    channel.dataReceived(_get(b"/", b"Content-Length: 5\r\n"))
+    assert _statuses(transport.value()) == [413]
+
+
+def test_canaryHTTP1RequestLine() -> None:
+    """
+    Twisted's HTTP/1.x channel keeps the request line it parsed in
+    C{_command}, C{_path} and C{_version} while the request's body
+    arrives, which L{receivedRequestLine} reads.
+    """
+    channel = HTTPChannel()
+    channel.requestFactory = http.Request
+    channel.makeConnection(StringTransport())
+    channel.dataReceived(
+        b"POST /up?x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n12"
+    )
+    assert (channel._command, channel._path, channel._version) == (  # type: ignore[attr-defined]
+        b"POST",
+        b"/up?x",
+        b"HTTP/1.1",
+    ), "Twisted's HTTPChannel changed: adapt receivedRequestLine"
+    assert receivedRequestLine(channel) == b"POST /up?x HTTP/1.1"
+    channel.connectionLost(Failure(ConnectionDone()))

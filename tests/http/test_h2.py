@@ -3,10 +3,11 @@ Tests for L{twisted_cgiserve._http.h2}: the HTTP/2 connection over a real
 L{CGIServeSite} in simulated time, driven by an C{h2} client whose bytes are
 fed to the server and whose answers are read back frame by frame.
 
-The first tests are canaries: L{twisted_cgiserve._http.h2} and
-L{twisted_cgiserve._http.site} use private parts of Twisted's HTTP/2 code, and a
-Twisted release that renames or removes one of them must fail here, with a
-message that says what to update, rather than somewhere deep in a request.
+The first tests are canaries: L{twisted_cgiserve._http.h2} is the one module
+that uses private parts of Twisted's HTTP/2 code (its docstring lists them),
+and a Twisted release that renames or removes one of them, or stops calling
+one that module overrides, must fail here, with a message that says what to
+update, rather than somewhere deep in a request.
 """
 
 from __future__ import annotations
@@ -33,12 +34,12 @@ from hyperframe.frame import (
     RstStreamFrame,
 )
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 from twisted.python.failure import Failure
-from twisted.web import http
 from twisted.web._http2 import H2Connection, H2Stream
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
@@ -51,8 +52,9 @@ from twisted_cgiserve._http.h2 import (
     isStream,
     resetStream,
 )
+from twisted_cgiserve._http.request import CGIServeRequest
 from twisted_cgiserve._http.response import ResponseSender
-from twisted_cgiserve._http.site import CGIServeRequest, CGIServeSite
+from twisted_cgiserve._http.site import CGIServeSite
 
 CLIENT = IPv4Address("TCP", "198.51.100.9", 40000)
 SEND_TIMEOUT = 30.0
@@ -372,7 +374,13 @@ def _missing(owner: str, name: str, why: str) -> str:
 _CONNECTION_METHODS = [
     ("_sendPrioritisedData", 1, "_h2 extends to resume drained streams"),
     ("_handlePriorityUpdate", 2, "_h2 extends to end PRIORITY floods"),
+    ("_handleWindowUpdate", 2, "_h2 replaces to keep held streams paused"),
+    ("_requestReceived", 2, "_h2 extends to place streams in the tree"),
+    ("_requestDataReceived", 2, "_h2 extends to ignore late events"),
+    ("_requestEnded", 2, "_h2 extends to ignore late events"),
+    ("_requestAborted", 2, "_h2 extends to ignore late events"),
     ("_requestDone", 2, "_h2 extends to forget held streams"),
+    ("writeDataToStream", 3, "_h2 extends to hold streams with full queues"),
     ("_tryToWriteControlData", 1, "_h2.abortStream calls to send RST_STREAM"),
     ("_terminate", 2, "_h2 calls to end a flooding connection"),
 ]
@@ -439,52 +447,113 @@ def test_canaryH2StreamState() -> None:
         pytest.fail(_missing("H2Stream", "streamID", "resetStream names"))
 
 
-_WRAPPER_CLASS_NAMES = [
-    "_negotiatedProtocol",
-    "_requestFactory",
-    "_site",
-    "_factory",
-    "_timeOut",
-    "_callLater",
+_OVERRIDDEN = [
+    "_requestReceived",
+    "_requestDataReceived",
+    "_requestEnded",
+    "_requestAborted",
+    "_handlePriorityUpdate",
+    "_handleWindowUpdate",
+    "_requestDone",
+    "_sendPrioritisedData",
+    "writeDataToStream",
 ]
 
 
-@pytest.mark.parametrize("name", _WRAPPER_CLASS_NAMES)
-def test_canaryGenericChannelNames(name: str) -> None:
+def test_canaryTwistedCallsTheOverrides(monkeypatch: pytest.MonkeyPatch) -> None:
     """
-    Twisted's HTTP/1.x-or-2 wrapper keeps the settings it hands a new
-    channel in these names, which L{_Connection._switchToHTTP2} reads.
+    Twisted's event dispatch, send loop and streams still call, during a
+    real exchange, each L{H2Connection} method that L{CGIServeH2Connection}
+    overrides: were one renamed, the override would silently stop working.
     """
-    if not hasattr(http._GenericHTTPChannelProtocol, name):
-        pytest.fail(
-            _missing("_GenericHTTPChannelProtocol", name, "_site._switchToHTTP2 reads")
-        )
+    called: set[str] = set()
+    for name in _OVERRIDDEN:
+        if name not in vars(H2Connection):
+            pytest.fail(
+                _missing("H2Connection", name, "CGIServeH2Connection overrides")
+            )
+        original = getattr(CGIServeH2Connection, name)
+
+        def spy(self: Any, *args: Any, _name: str = name, _f: Any = original) -> Any:
+            called.add(_name)
+            return _f(self, *args)
+
+        monkeypatch.setattr(CGIServeH2Connection, name, spy)
+    resource = _Streams()
+    client = _connect(resource)
+    # A request with a body (received, data, ended), answered (write, send
+    # loop, done).
+    client.h2.send_headers(
+        1,
+        [
+            (":method", "POST"),
+            (":path", "/"),
+            (":scheme", "https"),
+            (":authority", "localhost"),
+        ],
+    )
+    client.h2.send_data(1, b"abc", end_stream=True)
+    client._nextStream = 3
+    client.send()
+    client.clock.advance(0)
+    # A priority, a window update and a reset for a held stream.
+    stream = client.get("/hold")
+    client.h2.prioritize(stream, weight=200)
+    client.h2.increment_flow_control_window(1000, stream_id=stream)
+    client.h2.reset_stream(stream)
+    client.send()
+    client.clock.advance(0)
+    assert resource.finished
+    missing = [name for name in _OVERRIDDEN if name not in called]
+    assert missing == [], _missing(
+        "H2Connection", f"calls to {missing}", "CGIServeH2Connection overrides"
+    )
 
 
-def test_canaryGenericChannelInstance() -> None:
+def test_canaryH2ConnectionInternals() -> None:
     """
-    A connection built by the site wraps its HTTP/1.x channel as
-    C{_channel}, whose C{_networkProducer} is the transport, and holds the
-    site's settings under the names L{_Connection._switchToHTTP2} hands
-    on.
+    The undocumented state of L{H2Connection} that L{CGIServeH2Connection}
+    reads: h2's state machine as C{conn}, the priority tree as
+    C{priority}, the open streams by id as C{streams}, and the send loop,
+    when it has nothing to send, waiting on the L{Deferred} in
+    C{_sendingDeferred} (which L{CGIServeH2Connection._wakeSender} fires).
     """
-    clock = MemoryReactorClock()
-    site = CGIServeSite(_Streams(), reactor=clock, timeout=77)
-    connection: Any = site.buildProtocol(CLIENT)
-    transport = StringTransport()
-    connection.makeConnection(transport)
-    channel = getattr(connection, "_channel", None)
-    if not isinstance(channel, CGIServeChannel):
-        pytest.fail(_missing("_GenericHTTPChannelProtocol", "_channel", "is read"))
-    if getattr(channel, "_networkProducer", None) is not transport:
-        pytest.fail(_missing("HTTPChannel", "_networkProducer", "is unregistered"))
-    assert connection._site is site
-    assert connection._requestFactory is CGIServeRequest
-    assert connection._timeOut == 77
-    assert connection._callLater == clock.callLater
-    assert connection._negotiatedProtocol is None
-    connection.dataReceived(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-    assert connection._negotiatedProtocol == b"http/1.1"
+    resource = _Streams()
+    client = _connect(resource)
+    server = client.server
+    assert isinstance(server.conn, h2.connection.H2Connection), _missing(
+        "H2Connection", "conn", "_h2 reads"
+    )
+    assert isinstance(server.priority, priority.PriorityTree), _missing(
+        "H2Connection", "priority", "_h2 blocks and unblocks streams in"
+    )
+    client.clock.advance(0)
+    assert not server.sending
+    assert isinstance(server._sendingDeferred, Deferred), _missing(
+        "H2Connection", "_sendingDeferred", "_h2 fires to wake the send loop"
+    )
+    streamID = client.get("/hold")
+    assert isinstance(server.streams[streamID], H2Stream), _missing(
+        "H2Connection", "streams", "_h2 and the site read"
+    )
+    assert server.sending
+    assert server.conn.highest_inbound_stream_id == streamID
+
+
+@pytest.mark.parametrize(
+    "name", ["flowControlBlocked", "windowUpdated", "abortConnection"]
+)
+def test_canaryH2StreamMethods(name: str) -> None:
+    """
+    The L{H2Stream} methods L{CGIServeH2Connection} calls to pause and
+    resume a stream's producer, and L{resetStream} to reset a stream of
+    Twisted's own connection, take no argument.
+    """
+    method = getattr(H2Stream, name, None)
+    if not callable(method):
+        pytest.fail(_missing("H2Stream", name, "_h2 calls"))
+    parameters = list(inspect.signature(method).parameters.values())
+    assert [p.name for p in parameters if p.default is p.empty] == ["self"]
 
 
 def test_canaryPriorityTreeLimit() -> None:

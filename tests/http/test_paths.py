@@ -8,16 +8,19 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import re
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from twisted_cgiserve._http.paths import (
+    DEFAULT_CGI_DIRECTORIES,
     BadRequestPath,
     _resolveDecoded,
     collapseLeadingSlashes,
     decodePath,
+    normaliseCGIDirectory,
     resolvePath,
     splitTarget,
 )
@@ -183,3 +186,59 @@ def test_fastPathAgrees(path: str) -> None:
     """
     raw = path.encode("ascii")
     assert resolvePath(raw) == _resolveDecoded(decodePath(raw))
+
+
+# CGI directories, as --cgi-dir names them.
+
+
+def test_defaultCGIDirectories() -> None:
+    """
+    http.server's CGI directories, each already in canonical form.
+    """
+    assert DEFAULT_CGI_DIRECTORIES == ("/cgi-bin", "/htbin")
+    for directory in DEFAULT_CGI_DIRECTORIES:
+        assert normaliseCGIDirectory(directory) == directory
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [
+        ("/cgi-bin", "/cgi-bin"),
+        ("/cgi-bin/", "/cgi-bin"),
+        ("/a/b", "/a/b"),
+        ("/caf\u00e9", "/caf\u00e9"),
+    ],
+)
+def test_normaliseCGIDirectory(given: str, canonical: str) -> None:
+    """
+    A CGI directory is compared with decoded request paths in its
+    canonical spelling: without a trailing slash.
+    """
+    assert normaliseCGIDirectory(given) == canonical
+
+
+@pytest.mark.parametrize(
+    ("given", "complaint"),
+    [
+        ("cgi-bin", "must start with '/'"),
+        ("/cgi?x", "must be a plain path"),
+        ("/cgi#x", "must be a plain path"),
+        ("/cgi%20bin", "must be a plain path"),
+        ("/cgi\\bin", "must be a plain path"),
+        ("/cgi\nbin", "must be a plain path"),
+        ("/cgi\x00bin", "must be a plain path"),
+        ("/", "must be a normalised path below '/'"),
+        ("/a/../b", "must be a normalised path below '/'"),
+        ("/a/./b", "must be a normalised path below '/'"),
+        ("/a//b", "must be a normalised path below '/'"),
+        ("//a", "must be a normalised path below '/'"),
+    ],
+)
+def test_normaliseCGIDirectoryRefuses(given: str, complaint: str) -> None:
+    """
+    A CGI directory that is not a plain, normalised path below the root is
+    refused with a message fit for the command line, naming it.
+    """
+    with pytest.raises(ValueError, match=re.escape(complaint)) as raised:
+        normaliseCGIDirectory(given)
+    assert repr(given) in str(raised.value)

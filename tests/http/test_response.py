@@ -18,12 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from zope.interface import implementer
-
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone, ConnectionLost
-from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import CertificateOptions
 from twisted.internet.testing import MemoryReactorClock, StringTransport
@@ -36,13 +33,15 @@ from twisted.web.server import NOT_DONE_YET, Request
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.certs import makeCertificate
+from tests.support.fakes import RecordingProducer
+from twisted_cgiserve._http.request import CGIServeRequest
 from twisted_cgiserve._http.response import (
     DEFAULT_SEND_TIMEOUT,
     ResponseSender,
     closeTransport,
     cutResponse,
 )
-from twisted_cgiserve._http.site import CGIServeRequest, CGIServeSite
+from twisted_cgiserve._http.site import CGIServeSite
 from twisted_cgiserve._service.tls import TLSFiles, loadServerOptions
 from twisted_cgiserve._static.body import sendBody
 
@@ -116,25 +115,6 @@ class _Transport(StringTransport):
         return bool(self.disconnecting) and not self.disconnected
 
 
-@implementer(IPushProducer)
-class _Body:
-    """
-    A body producer that records what its owner asks of it.
-    """
-
-    def __init__(self) -> None:
-        self.calls: list[str] = []
-
-    def pauseProducing(self) -> None:
-        self.calls.append("pause")
-
-    def resumeProducing(self) -> None:
-        self.calls.append("resume")
-
-    def stopProducing(self) -> None:
-        self.calls.append("stop")
-
-
 class _Held(Resource):
     """
     Start a chunked response of ten bytes behind a L{ResponseSender} and
@@ -147,7 +127,7 @@ class _Held(Resource):
         super().__init__()
         self.request: Request | None = None
         self.sender: ResponseSender | None = None
-        self.body = _Body()
+        self.body = RecordingProducer()
 
     def render(self, request: Request) -> int:  # type: ignore[override]
         self.request = request
@@ -227,7 +207,7 @@ def _stallTimers(clock: MemoryReactorClock) -> list[Any]:
     return [
         call
         for call in clock.getDelayedCalls()
-        if getattr(call.func, "__name__", "") == "_stalled"
+        if isinstance(getattr(call.func, "__self__", None), ResponseSender)
     ]
 
 
@@ -366,7 +346,7 @@ def test_deadlineFromTheChannelsSite() -> None:
     """
     served = _serve(_Held(), sendTimeout=7)
     request = CGIServeRequest(served.connection._channel)
-    body = _Body()
+    body = RecordingProducer()
     sender = ResponseSender(request, body)
     sender.pauseProducing()
     served.clock.advance(6.9)
@@ -384,9 +364,20 @@ def test_embeddedRequestGetsNginxsDeadline() -> None:
     """
     from twisted.internet import reactor  # noqa: PLC0415
 
-    sender = ResponseSender(DummyRequest([b"x"]), _Body())
-    assert sender._timeout == DEFAULT_SEND_TIMEOUT
-    assert sender._reactor is reactor
+    sender = ResponseSender(DummyRequest([b"x"]), RecordingProducer())
+    sender.pauseProducing()
+    try:
+        [deadline] = [
+            call
+            for call in reactor.getDelayedCalls()
+            if getattr(call.func, "__self__", None) is sender
+        ]
+        assert deadline.getTime() - reactor.seconds() == pytest.approx(
+            DEFAULT_SEND_TIMEOUT, abs=1
+        )
+    finally:
+        sender.stopProducing()
+    assert not deadline.active()
 
 
 # However the request ends
@@ -481,7 +472,7 @@ def test_detachLeavesTheRequestOpen() -> None:
     assert not served.transport.disconnecting
     served.transport.full()
     assert resource.body.calls == []
-    other = _Body()
+    other = RecordingProducer()
     ResponseSender(request, other).start()
     served.transport.drain()
     assert other.calls == ["resume"]
@@ -519,7 +510,7 @@ def test_closeTransportClosesTLSAtOnce(tmp_path: Path) -> None:
     clientIO = iosim.FakeTransport(client, isServer=False)
     iosim.connect(server, serverIO, client, clientIO)
     assert server._handshakeDone
-    server.registerProducer(_Body(), True)
+    server.registerProducer(RecordingProducer(), True)
     serverIO.getOutBuffer()
     closeTransport(server)
     assert server.disconnecting

@@ -8,6 +8,7 @@ a real L{CGIServeSite} in simulated time.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from io import BytesIO
 from typing import Any
 
 import h2.config
@@ -17,33 +18,25 @@ import pytest
 from hyperframe.frame import DataFrame, Frame, GoAwayFrame, HeadersFrame
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import MemoryReactorClock, StringTransport
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from tests.support.fakes import SocketTransport
+from twisted_cgiserve._http import channel, site
+from twisted_cgiserve._http.clock import SecondClock
+from twisted_cgiserve._http.connection import HTTPConnection
 from twisted_cgiserve._http.h2 import CGIServeH2Connection
 from twisted_cgiserve._http.site import CGIServeSite
+from twisted_cgiserve._http.spool import IN_MEMORY, BodySpool
 
 CLIENT = IPv4Address("TCP", "192.0.2.5", 33333)
 MAX_STREAM = 2**31 - 1
 
 
-class _Transport(StringTransport):
-    """
-    A socket as its protocol sees it: unregistering a producer twice is
-    harmless, as with Twisted's own transports.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(peerAddress=CLIENT)
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-        self.streaming = None
-
-
-class _H2Transport(_Transport):
+class _H2Transport(SocketTransport):
     """
     A TLS transport that negotiated C{h2}.
     """
@@ -79,11 +72,13 @@ class _Server:
         self.clock = MemoryReactorClock()
         self.pages = _Pages()
         self.site = CGIServeSite(self.pages, reactor=self.clock, **kw)
-        self.connections: list[tuple[Any, _Transport]] = []
+        self.connections: list[tuple[Any, SocketTransport]] = []
 
-    def connect(self, transport: _Transport | None = None) -> tuple[Any, _Transport]:
+    def connect(
+        self, transport: SocketTransport | None = None
+    ) -> tuple[Any, SocketTransport]:
         connection: Any = self.site.buildProtocol(CLIENT)
-        transport = transport or _Transport()
+        transport = transport or SocketTransport(CLIENT)
         connection.makeConnection(transport)
         self.connections.append((connection, transport))
         return connection, transport
@@ -522,3 +517,104 @@ def test_http2EndedConnectionClosesWithoutAbort() -> None:
     client.connection.connectionLost(Failure(ConnectionDone()))
     server.clock.advance(5)
     assert not client.transport.disconnected
+
+
+# The header deadline, the body store and the access log
+
+
+def test_headerSweepRefusesOverdueHeads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Once started, the site sweeps its connections a few times per header
+    timeout (at most once a second) on its reactor, and refuses with 408 a
+    request whose head is overdue; a connection between requests is left
+    alone.
+    """
+    now = [1000.0]
+    monkeypatch.setattr(site, "monotonic", lambda: now[0])
+    monkeypatch.setattr(channel, "monotonic", lambda: now[0])
+    server = _server(headerTimeout=2)
+    server.site.startFactory()
+    slow, slowTransport = server.connect()
+    _, idleTransport = server.connect()
+    slow.dataReceived(b"GET / HTTP/1.1\r\n")
+    now[0] += 2
+    server.clock.advance(0.5)
+    assert slowTransport.value() == b""
+    now[0] += 0.01
+    server.clock.advance(0.5)
+    assert slowTransport.value().startswith(b"HTTP/1.1 408 ")
+    assert idleTransport.value() == b""
+    timers = len(server.clock.getDelayedCalls())
+    server.site.stopFactory()
+    assert len(server.clock.getDelayedCalls()) == timers - 1
+
+
+def test_noHeaderSweepWithoutTimeout() -> None:
+    """
+    A header timeout of 0 means no deadline, and no sweep; the site starts
+    no other timer (Twisted's own access log, and its clock, are not
+    used).
+    """
+    server = _server(headerTimeout=0)
+    server.site.startFactory()
+    assert server.clock.getDelayedCalls() == []
+    server.site.stopFactory()
+
+
+def test_sweepPeriodAtMostOneSecond() -> None:
+    """
+    The sweep runs every quarter of the header timeout, at most once a
+    second.
+    """
+    for timeout, period in ((20.0, 1.0), (2.0, 0.5)):
+        server = _server(headerTimeout=timeout)
+        server.site.startFactory()
+        [call] = server.clock.getDelayedCalls()
+        assert call.getTime() == period
+        server.site.startFactory()
+        assert len(server.clock.getDelayedCalls()) == 1
+        server.site.stopFactory()
+
+
+def test_smallBodiesInMemory() -> None:
+    """
+    A body announced small enough is kept in memory; a larger one, or one
+    whose length is not announced, in a L{BodySpool}.
+    """
+    server = _server()
+    assert isinstance(server.site.getContentFile(IN_MEMORY), BytesIO)
+    for length in (IN_MEMORY + 1, None):
+        body = server.site.getContentFile(length)
+        assert isinstance(body, BodySpool)
+        body.close()
+
+
+def test_accessLogOnTheSitesClock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    Without an access log of its own, the site logs each request to
+    twistd's log, timed by its clock (simulated here), with the request
+    line as the client sent it; stopping the site flushes the log.
+    """
+    server = _server()
+    server.clock.advance(1_780_000_000)
+    connection, _ = server.connect()
+    with capturedLogs() as events:
+        connection.dataReceived(_get(b"/x?y"))
+    lines = [formatEvent(e) for e in events if e["log_namespace"] == "cgiserve.access"]
+    stamp = SecondClock(server.clock.seconds).logTimestamp()
+    assert lines == [f'192.0.2.5 - - {stamp} "GET /x?y HTTP/1.1" 200 2 "-" "-"']
+    flushed: list[bool] = []
+    monkeypatch.setattr(server.site.accessLog, "flush", lambda: flushed.append(True))
+    server.site.startFactory()
+    server.site.stopFactory()
+    assert flushed == [True]
+
+
+def test_buildsOurConnections() -> None:
+    """
+    Every connection the site builds is an L{HTTPConnection} of this site.
+    """
+    server = _server()
+    connection = server.site.buildProtocol(CLIENT)
+    assert isinstance(connection, HTTPConnection)
+    assert connection.site is server.site

@@ -18,7 +18,6 @@ from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogLevel, capturedLogs, formatEvent
 from twisted.web.resource import Resource
 
-from tests.support.requests import makeRequest
 from twisted_cgiserve._http.site import CGIServeSite
 from twisted_cgiserve._http.spool import BodySpool, SpoolError
 
@@ -170,11 +169,10 @@ def test_reportIsOneLine() -> None:
     The report is one warning naming the client, the method and the URL
     (escaped, so that it cannot forge log lines) and the error.
     """
-    request = makeRequest(b'/cgi-bin/up.sh?a"\x1b', method=b"POST")
-    request.client = IPv4Address("TCP", "192.0.2.9", 4321)
+    client = IPv4Address("TCP", "192.0.2.9", 4321)
     error = SpoolError(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)))
     with capturedLogs() as events:
-        assert error.report(request) == 507
+        assert error.report(client, b'POST /cgi-bin/up.sh?a"\x1b') == 507
     [event] = events
     assert event["log_level"] == LogLevel.warn
     text = formatEvent(event)

@@ -17,84 +17,47 @@ import time
 from io import FileIO
 from typing import Any
 
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from twisted.web.http import Request
 
+from twisted_cgiserve._http.clock import SecondClock
+from twisted_cgiserve._http.logfield import escapeField
+from twisted_cgiserve._http.request import CGIServeRequest
+
 __all__ = ["AccessLog", "combinedLogLine"]
 
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun",
-           "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")  # fmt: skip
-
-_ESCAPES = {
-    **{i: f"\\x{i:02x}" for i in range(0x20)},
-    **{i: f"\\x{i:02x}" for i in range(0x7F, 0xA0)},
-    ord('"'): '\\"',
-    ord("\\"): "\\\\",
-}
-
-
-def _escape(value: bytes | None) -> str:
-    """
-    A client-controlled field, made safe for one quoted log field.
-    """
-    if value is None:
-        return "-"
-    return value.decode("latin-1").translate(_ESCAPES)
-
-
-class _Clock:
-    """
-    The bracketed log timestamp, formatted once per second rather than once
-    per request.
-    """
-
-    def __init__(self) -> None:
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            t = time.localtime(second)
-            offset = t.tm_gmtoff // 60
-            sign = "+" if offset >= 0 else "-"
-            self._text = (
-                f"[{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
-                f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} "
-                f"{sign}{abs(offset) // 60:02d}{abs(offset) % 60:02d}]"
-            )
-            self._second = second
-        return self._text
-
-
-_clock = _Clock()
 _accessLogger = Logger(namespace="cgiserve.access")
 _log = Logger(namespace="cgiserve.accesslog")
 
 
-def combinedLogLine(request: Request, timestamp: str | None = None) -> str:
+def combinedLogLine(request: Request, timestamp: str) -> str:
     """
     The combined-log-format line for a finished request, without newline.
+
+    @param timestamp: When the request ended, as
+        L{SecondClock.logTimestamp} writes it.
     """
     address = request.getClientAddress()
-    host = getattr(address, "host", None) or "-"
+    host = address.host if isinstance(address, IPv4Address | IPv6Address) else "-"
     headers = request.requestHeaders
     referer = headers.getRawHeaders(b"referer")
     agent = headers.getRawHeaders(b"user-agent")
-    # A local redirect rewrites the request; the log shows what the client
-    # sent, as Apache's %r does.
-    requestLine = getattr(request, "originalRequestLine", None) or (
-        b"%s %s %s" % (request.method, request.uri, request.clientproto)
-    )
-    sent = getattr(request, "sentLength", 0)
+    # A CGI local redirect rewrites the request; the log shows what the
+    # client sent, as Apache's %r does. A plain twisted.web request keeps
+    # no record of it: what it holds now is all there is.
+    if isinstance(request, CGIServeRequest):
+        requestLine = request.clientRequestLine
+    else:
+        requestLine = b"%s %s %s" % (request.method, request.uri, request.clientproto)
     return '{} - - {} "{}" {} {} "{}" "{}"'.format(
         host,
-        timestamp or _clock.now(),
-        _escape(requestLine),
+        timestamp,
+        escapeField(requestLine),
         request.code,
-        sent or "-",
-        _escape(referer[-1] if referer else None),
-        _escape(agent[-1] if agent else None),
+        request.sentLength or "-",
+        escapeField(referer[-1] if referer else None),
+        escapeField(agent[-1] if agent else None),
     )
 
 
@@ -127,9 +90,26 @@ class AccessLog:
     is written before anything else once writing works again.
     """
 
-    def __init__(self, path: str | None = None, reactor: Any = None) -> None:
+    def __init__(
+        self,
+        path: str | None = None,
+        reactor: Any = None,
+        *,
+        clock: SecondClock | None = None,
+    ) -> None:
+        """
+        @param path: The file to append to, C{-} for standard output, or
+            L{None} for twistd's log.
+        @param reactor: Collects a file's lines for one write per reactor
+            turn; without one, each line is written at once.
+        @param clock: The time of the lines; by default the reactor's (the
+            wall clock without a reactor).
+        """
         self.path = path
         self._reactor = reactor
+        if clock is None:
+            clock = SecondClock(time.time if reactor is None else reactor.seconds)
+        self._clock = clock
         self._file: FileIO | None = None
         self._pending: list[str] = []
         # The rest of a line only partly written, to write before anything
@@ -151,7 +131,7 @@ class AccessLog:
         """
         Log one finished request.
         """
-        line = combinedLogLine(request)
+        line = combinedLogLine(request, self._clock.logTimestamp())
         if self._file is None:
             # Naming the system spares twistd's observer from deriving
             # "namespace#level" for every request.

@@ -17,11 +17,33 @@ no longer read, while the transport holds more than its buffer's worth of
 unsent response (Twisted's C{FileDescriptor.bufferSize}, 64 KiB, past which
 the transport pauses its producer, this channel); it is taken up when the
 transport has drained and resumes the channel.
+
+This module is the one place that touches the private parts of Twisted's
+HTTP/1.x channel, read directly (never with a default) so that a change
+fails loudly; each has a canary in C{tests/http/test_channel.py}:
+
+ - L{HTTPChannel._version}: the parsed version of the request line, read
+   before Twisted reads it itself;
+ - L{HTTPChannel._command} and L{HTTPChannel._path}: with C{_version}, the
+   request line as sent, known from the end of the head on
+   (L{receivedRequestLine});
+ - L{HTTPChannel._receivedHeaderSize} and
+   L{HTTPChannel._receivedHeaderCount}: the bytes and header lines of the
+   request head so far (zero between requests);
+ - L{HTTPChannel._respondToBadRequestAndDisconnect}: what Twisted calls for
+   every request it refuses, overridden here;
+ - C{LineReceiver.paused}: set, Twisted's line parser parses no further
+   (undocumented, inherited from C{twisted.protocols.basic._PauseableMixin});
+ - C{HTTPChannel.requests}, C{length} and C{persistent}: the requests in
+   progress, the announced body length and whether the connection is kept
+   (undocumented attributes);
+ - C{site}: set on the channel by L{twisted.web.server.Site.buildProtocol}.
 """
 
 from __future__ import annotations
 
 from time import monotonic
+from typing import Protocol, runtime_checkable
 
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import connectionDone
@@ -31,13 +53,29 @@ from twisted.web.http import HTTPChannel, Request
 from twisted_cgiserve._http.errors import errorPage
 from twisted_cgiserve._http.host import isValidHost
 
-__all__ = ["MAX_CONTENT_LENGTH_DIGITS", "CGIServeChannel", "rawErrorResponse"]
+__all__ = [
+    "MAX_CONTENT_LENGTH_DIGITS",
+    "CGIServeChannel",
+    "rawErrorResponse",
+    "receivedRequestLine",
+]
 
 # The most digits a request's Content-Length may have (up to about 10**18
 # bytes, what a 64-bit length holds); a longer one is refused with 400, as
 # nginx does, before Python is asked to convert it (it refuses past 4300).
 MAX_CONTENT_LENGTH_DIGITS = 18
 _LONGEST_LENGTH_LINE = len(b"Content-Length: ") + MAX_CONTENT_LENGTH_DIGITS
+
+
+@runtime_checkable
+class _LimitsBodies(Protocol):
+    """
+    A site that limits the size of request bodies (this server's own); a
+    channel under another site (our channel embedded elsewhere) has no
+    limit.
+    """
+
+    maxBodySize: int
 
 
 def rawErrorResponse(code: int, serverSoftware: bytes) -> bytes:
@@ -78,6 +116,8 @@ class CGIServeChannel(HTTPChannel):
     # seconds), or None; the site's sweep refuses overdue ones with 408.
     headerStarted: float | None = None
     _maxBodySize = 0
+    # Set by Site.buildProtocol before the connection is made.
+    site: object = None
 
     def getHost(self) -> object:
         """
@@ -246,8 +286,8 @@ class CGIServeChannel(HTTPChannel):
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        site = getattr(self, "site", None)
-        self._maxBodySize = int(getattr(site, "maxBodySize", 0) or 0)
+        if isinstance(self.site, _LimitsBodies):
+            self._maxBodySize = self.site.maxBodySize
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.headerStarted = None
@@ -280,3 +320,21 @@ class CGIServeChannel(HTTPChannel):
             or self._receivedHeaderCount > self.maxHeaders
         )
         self.refuse(431 if tooMuch else 400)
+
+
+def receivedRequestLine(channel: HTTPChannel) -> bytes:
+    """
+    The request line the client sent on C{channel}, as C{METHOD target
+    version}, once the head of its current request has arrived.
+
+    Twisted tells the request its method and target only once the body is
+    complete, but keeps the parsed line in C{_command}, C{_path} and
+    C{_version} from the end of the head on: a refusal or the access log
+    needs it before then.
+    """
+    line: bytes = b"%s %s %s" % (
+        channel._command,
+        channel._path,
+        channel._version,
+    )
+    return line

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.static.test_resource -*-
+# -*- test-case-name: tests.http.test_errors -*-
 """
 Error responses shaped like http.server's, but safe to send anywhere.
 

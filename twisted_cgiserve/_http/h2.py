@@ -18,8 +18,22 @@ streams than the priority tree holds; that is ended with a C{GOAWAY}
 (C{ENHANCE_YOUR_CALM}) here.
 
 This module is the one place that touches the private parts of Twisted's
-HTTP/2 implementation (L{twisted.web._http2}); its tests fail loudly when
-they change.
+HTTP/2 implementation (L{twisted.web._http2}), read directly (never with a
+default) so that a change fails loudly; each has a canary in
+C{tests/http/test_h2.py}:
+
+ - L{H2Connection} methods overridden here, which Twisted's event dispatch
+   and send loop must go on calling: C{_requestReceived},
+   C{_requestDataReceived}, C{_requestEnded}, C{_requestAborted},
+   C{_handlePriorityUpdate}, C{_handleWindowUpdate}, C{_requestDone},
+   C{_sendPrioritisedData}, C{writeDataToStream};
+ - L{H2Connection} methods called: C{_terminate}, C{_tryToWriteControlData};
+ - L{H2Connection} state: C{_stillProducing}, C{_outboundStreamQueues},
+   C{_sendingDeferred}, and the undocumented C{conn} (h2's state machine),
+   C{priority} (the priority tree) and C{streams};
+ - L{H2Stream}: C{_conn}, C{streamID}, C{flowControlBlocked},
+   C{windowUpdated}, C{abortConnection}, and the undocumented C{command}
+   and C{path} (L{streamRequestLine}).
 """
 
 from __future__ import annotations
@@ -42,6 +56,7 @@ __all__ = [
     "CGIServeH2Connection",
     "isStream",
     "resetStream",
+    "streamRequestLine",
 ]
 
 _log = Logger(namespace="cgiserve.http2")
@@ -61,7 +76,7 @@ def isStream(channel: object) -> bool:
     return isinstance(channel, H2Stream)
 
 
-def resetStream(stream: Any) -> None:
+def resetStream(stream: H2Stream) -> None:
     """
     Cut one HTTP/2 stream's response (C{RST_STREAM}); the connection and its
     other streams carry on.
@@ -101,6 +116,15 @@ class CGIServeH2Connection(H2Connection):
         client's C{GOAWAY}, a flood): nothing more is read or answered.
         """
         return not self._stillProducing
+
+    @property
+    def sending(self) -> bool:
+        """
+        Whether streams are open: their responses are handed to the
+        transport a frame per reactor turn, and closing the transport now
+        would cut them.
+        """
+        return bool(self.streams)
 
     @property
     def answered(self) -> bool:
@@ -235,7 +259,7 @@ class CGIServeH2Connection(H2Connection):
         Place a new stream in the priority tree before Twisted creates it:
         Twisted would create it first and then fail unhandled (and leave it
         half made) when the tree is full of streams a flood of C{PRIORITY}
-        frames announced.
+        frames announced. Give a C{CONNECT} the target Twisted expects.
         """
         if not self._stillProducing:
             return
@@ -249,6 +273,13 @@ class CGIServeH2Connection(H2Connection):
             return
         else:
             self.priority.block(event.stream_id)
+        if not any(name == b":path" for name, _ in event.headers):
+            # A CONNECT has no :path (RFC 9113 section 8.5). Twisted assumes
+            # one and fails unhandled when the stream ends, taking the
+            # connection with it; its target is its :authority, as in
+            # HTTP/1.1's "CONNECT host:port", and it is refused as there.
+            authority = [v for name, v in event.headers if name == b":authority"]
+            event.headers = [*event.headers, (b":path", authority[-1])]
         super()._requestReceived(event)
 
     # Events that arrive in the same packet after the connection ended
@@ -308,3 +339,14 @@ class CGIServeH2Connection(H2Connection):
             self._requestDone(streamID)
             stream.connectionLost(Failure(ConnectionLost("Response cut short")))
         return True
+
+
+def streamRequestLine(stream: H2Stream) -> bytes:
+    """
+    The request line of an HTTP/2 stream, as C{METHOD target HTTP/2}: the
+    version Twisted then gives the request. The stream knows its method and
+    target (C{command}, C{path}) from its headers on, before the request
+    does.
+    """
+    line: bytes = b"%s %s HTTP/2" % (stream.command, stream.path)
+    return line

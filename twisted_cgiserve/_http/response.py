@@ -22,12 +22,14 @@ A L{ResponseSender} stands between a request and the producer of its body:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from zope.interface import implementer
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
@@ -94,9 +96,14 @@ def _siteOf(request: IRequest) -> Any:
 
 
 @implementer(IPushProducer)
-class ResponseSender:
+class ResponseSender(TimeoutMixin):
     """
     The producer of one response, on the request's side.
+
+    The send deadline is Twisted's L{TimeoutMixin} timer on the reactor
+    given (its C{callLater}): set when the request's consumer pauses the
+    body, cancelled when it resumes it or the response ends, and
+    L{timeoutConnection} when it runs out.
 
     @ivar done: Whether the response has ended (finished, cut or lost);
         the body's producer must write nothing more.
@@ -114,13 +121,12 @@ class ResponseSender:
         site = _siteOf(request)
         # A site of this server says; resources embedded in another site
         # get nginx's default.
-        self._timeout: float = getattr(site, "sendTimeout", DEFAULT_SEND_TIMEOUT)
+        self._sendTimeout: float = getattr(site, "sendTimeout", DEFAULT_SEND_TIMEOUT)
         if reactor is None:
             reactor = getattr(site, "reactor", None)
         if reactor is None:
             from twisted.internet import reactor  # noqa: PLC0415
-        self._reactor: Any = reactor
-        self._timer: IDelayedCall | None = None
+        self._clock: IReactorTime = reactor
         self._registered = False
         self.done = False
 
@@ -171,7 +177,7 @@ class ResponseSender:
         if self.done:
             return False
         self.done = True
-        self._cancelTimer()
+        self.setTimeout(None)
         if self._registered:
             self._registered = False
             if connected:
@@ -191,14 +197,16 @@ class ResponseSender:
     def pauseProducing(self) -> None:
         if self.done:
             return
-        if self._timer is None and self._timeout:
-            self._timer = self._reactor.callLater(self._timeout, self._stalled)
+        # A deadline already running is not postponed: pauses without a
+        # resume in between are one stall.
+        if self.timeOut is None and self._sendTimeout:
+            self.setTimeout(self._sendTimeout)
         self._body.pauseProducing()
 
     def resumeProducing(self) -> None:
         if self.done:
             return
-        self._cancelTimer()
+        self.setTimeout(None)
         self._body.resumeProducing()
 
     def stopProducing(self) -> None:
@@ -207,23 +215,26 @@ class ResponseSender:
 
     # The send deadline.
 
-    def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
+        """
+        L{TimeoutMixin}'s timer, on this sender's clock.
+        """
+        return self._clock.callLater(period, func)
 
-    def _stalled(self) -> None:
-        self._timer = None
-        if self.done:
-            return
+    def timeoutConnection(self) -> None:
+        """
+        The response made no progress for the send deadline (the client
+        stopped reading): cut it, at once (nothing more will be read).
+        """
+        # (The timer is cancelled whenever the response ends: this one is
+        # still going.)
         request = self._request
         peer = request.getClientAddress()
         _log.warn(
             "{client} read nothing for {seconds} s: {method} {uri} cut "
             "(--send-timeout)",
             client=getattr(peer, "host", peer),
-            seconds=self._timeout,
+            seconds=self._sendTimeout,
             method=request.method.decode("latin-1"),
             uri=request.uri.decode("latin-1"),
         )

@@ -20,10 +20,11 @@ import tempfile
 from io import BytesIO
 from typing import IO, NoReturn
 
+from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.interfaces import IAddress
 from twisted.logger import Logger
-from twisted.web.iweb import IRequest
 
-from twisted_cgiserve._http.accesslog import _escape
+from twisted_cgiserve._http.logfield import escapeField
 
 __all__ = ["IN_MEMORY", "BodySpool", "SpoolError"]
 
@@ -49,37 +50,25 @@ class SpoolError(Exception):
         self.error = error
         self.code = 507 if error.errno in _NO_SPACE else 500
 
-    def report(self, request: IRequest) -> int:
+    def report(self, client: IAddress, request: bytes) -> int:
         """
-        Log the refusal of C{request}, once, in one line naming the client
-        and the request.
+        Log the refusal of a request's body, once, in one line naming the
+        client and the request.
 
+        @param client: The client's address.
+        @param request: The request's method and target, as the client sent
+            them (escaped here: the client controls them).
         @return: The status to answer with.
         """
-        address = request.getClientAddress()
+        host = client.host if isinstance(client, IPv4Address | IPv6Address) else "-"
         _log.warn(
             "{code} for {client}: the body of {request} cannot be stored: {error}",
             code=self.code,
-            client=getattr(address, "host", None) or "-",
-            request=_escape(_requestLine(request)),
+            client=host,
+            request=escapeField(request),
             error=self.error.strerror or str(self.error),
         )
         return self.code
-
-
-def _requestLine(request: IRequest) -> bytes:
-    """
-    The method and target of a request whose body is still arriving:
-    Twisted sets them on the request only once the body is complete, and
-    until then only the connection (HTTP/1.x) or the stream (HTTP/2) knows
-    them.
-    """
-    channel = getattr(request, "channel", None)
-    method = getattr(channel, "_command", None) or getattr(channel, "command", None)
-    target = getattr(channel, "_path", None) or getattr(channel, "path", None)
-    if not (isinstance(method, bytes) and isinstance(target, bytes)):
-        method, target = request.method, request.uri
-    return b"%s %s" % (method, target)
 
 
 class BodySpool:

@@ -1,0 +1,229 @@
+# -*- test-case-name: tests.http.test_request -*-
+"""
+One HTTP request as this server handles it: Twisted's L{Request}, with the
+server's C{Server} header and the admin's extra headers on its response,
+the request line as the client sent it, a short path for a site whose root
+is a leaf, and the site's body size limit and in-flight tracking.
+
+The headers are set by the request just before the response headers go
+out, which covers every response (including C{OPTIONS *} and Twisted's own
+error pages) and touches nothing when our resources are embedded in someone
+else's site.
+
+The request line is read off the connection once the request's head has
+arrived: Twisted hands the method and target to the request only once the
+whole body has arrived, and a refusal while the body is still arriving must
+already say which request it refuses. The line is private to Twisted's
+HTTP/1.x channel and undocumented on its HTTP/2 stream, so this module asks
+the modules that fence those in (L{twisted_cgiserve._http.channel},
+L{twisted_cgiserve._http.h2}), whose canaries fail loudly if Twisted changes.
+"""
+
+from __future__ import annotations
+
+from io import BytesIO
+from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import unquote_to_bytes as unquote
+
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
+from twisted.web.server import Request
+
+from twisted_cgiserve._http.channel import CGIServeChannel
+from twisted_cgiserve._http.channel import receivedRequestLine as channelRequestLine
+from twisted_cgiserve._http.errors import sendError
+from twisted_cgiserve._http.h2 import isStream, streamRequestLine
+from twisted_cgiserve._http.host import isValidHost
+from twisted_cgiserve._http.spool import SpoolError
+from twisted_cgiserve._version import SERVER_SOFTWARE
+
+if TYPE_CHECKING:
+    from twisted_cgiserve._http.site import CGIServeSite
+
+__all__ = ["CGIServeRequest", "receivedRequestLine"]
+
+_SERVER = SERVER_SOFTWARE.encode("ascii")
+
+
+def receivedRequestLine(channel: HTTPChannel) -> bytes:
+    """
+    The request line the client sent on C{channel} (an HTTP/1.x channel or
+    an HTTP/2 stream), once the head of its current request has arrived.
+    """
+    if isStream(channel):
+        return streamRequestLine(cast(Any, channel))
+    return channelRequestLine(channel)
+
+
+class CGIServeRequest(Request):
+    """
+    A request whose responses carry C{Server: twisted-cgiserve/VERSION}.
+
+    @ivar clientRequestLine: The request line as the client sent it
+        (C{METHOD target version}), known from the end of the request's
+        head on, and kept when a CGI local redirect rewrites C{method} and
+        C{uri}: what the access log writes, as Apache's C{%r} does. C{-}
+        until the head has arrived.
+    """
+
+    clientRequestLine = b"-"
+
+    # Bytes of the body received so far.
+    _bodyReceived = 0
+    # The site tracking this request as in flight, until it ends.
+    _tracker: CGIServeSite | None = None
+    # An HTTP/2 request whose body went past the site's limit: the rest is
+    # discarded and the answer is 413 once the stream ends.
+    _bodyRefused = False
+    # The status that refusal gets: 413, or 507 when the disk was full.
+    _refusalCode = 413
+
+    def _channelSite(self) -> CGIServeSite:
+        """
+        The site this request arrived through: its connection's, set before
+        the request exists (a L{CGIServeRequest} is made by the channels of
+        a L{CGIServeSite}, whose C{requestFactory} it is).
+        """
+        site: CGIServeSite = cast(Any, self.channel).site
+        return site
+
+    def process(self) -> None:
+        """
+        Render the site's root directly when it is a leaf (as the tree
+        C{twistd cgiserve} serves is): there is nothing to traverse, and the
+        generic path's per-request work (traversal, encoder lookup, a freshly
+        formatted C{Date}) is a measurable part of serving a small file.
+
+        An HTTP/2 stream is processed one reactor turn later: the end of a
+        request and its cancellation (C{RST_STREAM}) often arrive in one
+        packet, and Twisted hands over the end first; answering at once would
+        write to a stream the HTTP/2 state machine has already closed, which
+        Twisted does not survive (the whole connection is lost).
+        """
+        if isStream(self.channel):
+            self._channelSite().reactor.callLater(0, self._processStream)
+            return
+        self._process()
+
+    def _processStream(self) -> None:
+        channel: HTTPChannel | None = self.channel
+        if channel is None:
+            # The stream was reset (or the connection lost) meanwhile.
+            return
+        hosts = self.requestHeaders.getRawHeaders(b"host")
+        if hosts is not None and (len(hosts) != 1 or not isValidHost(hosts[0])):
+            # The h2 library refuses a request with two hosts or none, but
+            # not an invalid :authority (RFC 9113 section 8.3.1; RFC 9112
+            # section 3.2 for what HTTP/1.x answers).
+            self.site = self._channelSite()
+            sendError(self, 400)
+            return
+        self._process()
+
+    def _process(self) -> None:
+        site = self._channelSite()
+        if self._bodyRefused:
+            self.site = site
+            sendError(self, self._refusalCode)
+            return
+        resource = site.resource
+        if not resource.isLeaf or self.path == b"*":
+            super().process()
+            return
+        self.site = site
+        self.responseHeaders.setRawHeaders(b"date", [site.clock.httpDate()])
+        self.prepath = []
+        self.postpath = [unquote(segment) for segment in self.path[1:].split(b"/")]
+        self.sitepath = list[bytes]()
+        try:
+            self.render(resource)
+        except BaseException:
+            self.processingFailed(Failure())
+
+    def write(self, data: bytes) -> None:
+        if not self.startedWriting and self.channel is not None:
+            headers = self.responseHeaders
+            headers.setRawHeaders(b"server", [_SERVER])
+            extra = self._channelSite().extraHeaders
+            # Successful responses only, as http.server's --header, and a
+            # 304, which stands for a 200 the client already has.
+            if extra and (200 <= self.code < 300 or self.code == 304):
+                for name, value in extra:
+                    if not headers.hasHeader(name):
+                        headers.setRawHeaders(name, [value])
+        super().write(data)
+
+    def finish(self) -> None:
+        super().finish()
+        self._untrack()
+
+    def connectionLost(self, reason: Failure) -> None:
+        super().connectionLost(reason)
+        self._untrack()
+
+    def _untrack(self) -> None:
+        tracker, self._tracker = self._tracker, None
+        if tracker is not None:
+            tracker.requestEnded(self)
+
+    def gotLength(self, length: int | None) -> None:
+        """
+        The request's head is complete: its request line is known, and from
+        now until its response ends it is in flight for the graceful
+        shutdown, its upload included. While the server drains, it is the
+        connection's last.
+        """
+        channel = self.channel
+        self.clientRequestLine = receivedRequestLine(channel)
+        site = self._channelSite()
+        site.requestStarted(self)
+        self._tracker = site
+        if site.draining and not isStream(channel):
+            channel.persistent = False
+            self.responseHeaders.setRawHeaders(b"connection", [b"close"])
+        super().gotLength(length)
+        # HTTP/1.x channels refuse an announced length before this; an
+        # HTTP/2 stream only gets here.
+        limit = site.maxBodySize
+        if isStream(channel) and length is not None and limit and length > limit:
+            self._refuseBody()
+
+    def handleContentChunk(self, data: bytes) -> None:
+        """
+        Keep a body chunk, unless the body has grown past the site's limit
+        (a chunked body announces no length): then the request is refused
+        with 413 and the rest of the connection ignored. A body the disk
+        cannot hold is refused the same way, with 507.
+        """
+        if self._bodyRefused:
+            return
+        self._bodyReceived += len(data)
+        channel = self.channel
+        limit = self._channelSite().maxBodySize
+        code = 413 if limit and self._bodyReceived > limit else 0
+        if not code:
+            try:
+                super().handleContentChunk(data)
+            except SpoolError as e:
+                # The refusal names the request by method and target.
+                code = e.report(
+                    self.getClientAddress(), self.clientRequestLine.rsplit(b" ", 1)[0]
+                )
+        if code:
+            if isinstance(channel, CGIServeChannel):
+                channel.refuse(code)
+            else:
+                self._refusalCode = code
+                self._refuseBody()
+
+    def _refuseBody(self) -> None:
+        """
+        Stop keeping an HTTP/2 request's body. Twisted's HTTP/2 cannot end a
+        stream whose request is still arriving (the stream's later data
+        frames would find it gone), so the 413 waits for the end of the
+        stream; the body meanwhile costs neither memory nor disk.
+        """
+        self._bodyRefused = True
+        content, self.content = self.content, BytesIO()
+        if content is not None:
+            content.close()
