@@ -14,8 +14,9 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings
-from twisted_cgiserve._cgi.gateway import CGIHandler, scriptUser
+from twisted_cgiserve._cgi.gateway import ScriptGateway
 from twisted_cgiserve._cgi.locate import cgiDirectoryFor
+from twisted_cgiserve._cgi.privileges import scriptUser
 from twisted_cgiserve._http.errors import sendError
 from twisted_cgiserve._http.paths import BadRequestPath, resolvePath
 from twisted_cgiserve._settings import Settings
@@ -60,7 +61,7 @@ class _Root(Resource):
             cgiDirectories=settings.cgiDirectories if settings.cgiEnabled else (),
             reactor=reactor,
         )
-        self._cgi = CGIHandler(
+        self._cgi = ScriptGateway(
             directory,
             CGIEnvironmentSettings(
                 passAuthorization=settings.cgiPassAuthorization,
@@ -106,7 +107,7 @@ class _Root(Resource):
         if settings.cgiEnabled:
             directory = cgiDirectoryFor(resolved, settings.cgiDirectories)
             if directory is not None:
-                return self._cgi.render(request, resolved, directory)
+                return self._cgi.serve(request, resolved, directory)
         if not static:
             return refuseMethod(request)
         return self._static.renderResolved(request, resolved)

@@ -20,7 +20,7 @@ from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
 from twisted import __version__ as twistedVersion
-from twisted_cgiserve._cgi.gateway import scriptUser
+from twisted_cgiserve._cgi.privileges import scriptUser
 from twisted_cgiserve._http.accesslog import AccessLog
 from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
 from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory

@@ -4,8 +4,10 @@ Tests for L{twisted_cgiserve._cgi.environ}: the environment scripts run with.
 
 from __future__ import annotations
 
+from io import BytesIO
+
 import pytest
-from twisted.internet.address import IPv4Address, IPv6Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 
 from tests.support.requests import makeRequest
 from twisted_cgiserve._cgi.environ import (
@@ -13,6 +15,8 @@ from twisted_cgiserve._cgi.environ import (
     CGIEnvironmentSettings,
     ScriptRequest,
     buildEnvironment,
+    mountPrefix,
+    requestBodyLength,
 )
 
 SCRIPT = ScriptRequest(
@@ -214,3 +218,91 @@ def test_argv(uri: bytes, method: bytes, argv: list[str]) -> None:
     then no word at all.
     """
     assert _env(uri, method=method)[1] == argv
+
+
+@pytest.mark.parametrize(
+    ("pathInfo", "translated"),
+    [
+        ("/a/b/", "/srv/www/a/b/"),
+        ("/", "/srv/www"),
+        ("/a\x00b", "/srv/www"),
+    ],
+)
+def test_pathTranslatedEdges(pathInfo: str, translated: str) -> None:
+    """
+    PATH_TRANSLATED keeps a trailing slash below the root, and is the
+    document root itself for a PATH_INFO the file resolver refuses (a NUL).
+    """
+    script = ScriptRequest("/cgi-bin/env.sh", pathInfo, "/s", "/srv/www", None)
+    assert _env(script=script)[0]["PATH_TRANSLATED"] == translated
+
+
+def test_absoluteFormTarget() -> None:
+    """
+    An absolute-form request target names the host (without user
+    information or port); the Host header is then ignored (RFC 9112
+    section 3.2.2).
+    """
+    env, _ = _env(
+        b"http://user@example.org:8080/cgi-bin/env.sh?q=1",
+        [(b"Host", b"other.example")],
+    )
+    assert env["SERVER_NAME"] == "example.org"
+    assert env["QUERY_STRING"] == "q=1"
+
+
+def test_secure() -> None:
+    """
+    Over TLS, HTTPS is on and the scheme https; without a local port (a
+    UNIX socket) the default port of the scheme is given.
+    """
+    request = makeRequest(b"/cgi-bin/env.sh")
+    request.isSecure = lambda: True
+    request.getHost = lambda: UNIXAddress(b"/run/cgiserve.sock")
+    env, _ = buildEnvironment(
+        request, SCRIPT, CGIEnvironmentSettings(), "twisted-cgiserve/1", environ={}
+    )
+    assert (env["HTTPS"], env["REQUEST_SCHEME"], env["SERVER_PORT"]) == (
+        "on",
+        "https",
+        "443",
+    )
+
+
+@pytest.mark.parametrize(
+    ("authorization", "authType"),
+    [(b"Basic dXNlcjpwdw==", "Basic"), (b"Bearer", None), (b"A b c", None)],
+)
+def test_authType(authorization: bytes, authType: str | None) -> None:
+    """
+    AUTH_TYPE is the scheme of an Authorization header of exactly two
+    words, as http.server sets it.
+    """
+    env, _ = _env(headers=[(b"Authorization", authorization)])
+    assert env.get("AUTH_TYPE") == authType
+
+
+def test_requestBodyLength() -> None:
+    """
+    CONTENT_LENGTH is the length of the body as received (de-chunked),
+    only for a request that has one; the body is left at its start.
+    """
+    assert requestBodyLength(makeRequest(b"/")) is None
+    chunked = makeRequest(b"/", b"POST", {b"Transfer-Encoding": b"chunked"})
+    chunked.content = BytesIO(b"12345")
+    chunked.content.seek(3)
+    assert requestBodyLength(chunked) == 5
+    assert chunked.content.tell() == 0
+    declared = makeRequest(b"/", b"POST", {b"Content-Length": b"0"})
+    assert requestBodyLength(declared) == 0
+
+
+@pytest.mark.parametrize(
+    ("prepath", "prefix"),
+    [([], ""), ([b"files"], "/files"), ([b"a", b"b c"], "/a/b c")],
+)
+def test_mountPrefix(prepath: list[bytes], prefix: str) -> None:
+    """
+    SCRIPT_NAME starts with the decoded path the tree is mounted at.
+    """
+    assert mountPrefix(makeRequest(b"/x", prepath=prepath)) == prefix

@@ -322,3 +322,42 @@ def test_numbersNeverCrash(fields: list[tuple[bytes, bytes]]) -> None:
     block = b"".join(name + b": " + value + b"\n" for name, value in fields)
     with contextlib.suppress(MalformedHead):
         HeadParser().feed(block + b"Content-Type: a/b\n\n")
+
+
+def test_twoLocations() -> None:
+    """
+    Two Location headers leave the redirect ambiguous: refused.
+    """
+    with pytest.raises(MalformedHead, match="more than one Location"):
+        HeadParser().feed(b"Location: /a\nLocation: /b\n\n")
+
+
+def test_blankLineFirstCRLF() -> None:
+    """
+    Output that starts with a blank line ends an empty header block, with
+    either line end.
+    """
+    for output in (b"\r\nbody", b"\nbody"):
+        with pytest.raises(MalformedHead, match="empty header block"):
+            HeadParser().feed(output)
+
+
+def test_blockEndsBeyondLimit() -> None:
+    """
+    A header block that is complete but longer than the limit, arriving in
+    one piece, is refused like one that never ends.
+    """
+    parser = HeadParser(maxHead=20)
+    with pytest.raises(MalformedHead, match="longer than 20 bytes"):
+        parser.feed(b"Content-Type: text/plain\nX-A: b\n\nbody")
+
+
+def test_nothingAfterTheHead() -> None:
+    """
+    Once the head is parsed the parser takes no more output: the rest is
+    body, and feeding it here is a bug.
+    """
+    parser = HeadParser()
+    assert parser.feed(b"Content-Type: a/b\n\n") is not None
+    with pytest.raises(RuntimeError):
+        parser.feed(b"more")

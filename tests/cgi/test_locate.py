@@ -158,3 +158,17 @@ def test_neverOutsideCGIDirectory(root: Path, uri: str) -> None:
     assert os.path.commonpath([cgiRoot, location.filename]) == cgiRoot
     assert location.filename != cgiRoot
     assert not location.filename.startswith(str(root / "nocgi"))
+
+
+def test_notAPlainFile(root: Path) -> None:
+    """
+    A script name that is no regular file (a FIFO: opening it would block)
+    is refused, never run.
+    """
+    os.mkfifo(root / "cgi-bin" / "fifo")
+    with pytest.raises(CGIRefusal) as refusal:
+        locateScript(str(root), resolvePath(b"/cgi-bin/fifo"), "/cgi-bin")
+    assert (refusal.value.code, refusal.value.message) == (
+        403,
+        "CGI script is not a plain file ('/cgi-bin/fifo')",
+    )

@@ -1,7 +1,7 @@
 """
 Tests for L{twisted_cgiserve._cgi.process}: a script's process group is
 anchored by its unreaped leader until nothing of it is left, and ended as a
-whole; and for the ending side of L{twisted_cgiserve._cgi.protocol.ScriptRun}.
+whole; and canaries for the Twisted internals that module relies on.
 
 Most tests use a fake child and a fake kernel, in simulated time; the
 C{Real} ones run real shell scripts with the real system calls.
@@ -10,6 +10,7 @@ C{Real} ones run real shell scripts with the real system calls.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import signal
 import subprocess
@@ -19,20 +20,17 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from twisted.internet import error, process
-from twisted.internet.defer import Deferred
+from twisted.internet import error, main, process
 from twisted.internet.protocol import ProcessProtocol
-from twisted.internet.task import Clock
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.python.failure import Failure
-from twisted.web.test.requesthelper import DummyRequest
 
+from twisted_cgiserve._cgi import groups as _groups
+from twisted_cgiserve._cgi import privileges
 from twisted_cgiserve._cgi import process as _cgiprocess
-from twisted_cgiserve._cgi import protocol as _cgirun
-from twisted_cgiserve._cgi.process import Kernel, ProcessGroups, ScriptProcess
-from twisted_cgiserve._cgi.protocol import KILL_GRACE, ScriptRun
-from twisted_cgiserve._http import response as _response
+from twisted_cgiserve._cgi.groups import Kernel, ProcessGroups
+from twisted_cgiserve._cgi.process import ScriptProcess
 
 # --------------------------------------------------------------------------
 # Fakes
@@ -480,23 +478,6 @@ def test_anchorLost(fake: SimpleNamespace) -> None:
     assert proto.names()[-1] == "ended"
 
 
-def test_watcherForgetsAndStops() -> None:
-    """
-    L{ProcessGroups} has no timer once nothing is watched.
-    """
-    clock = Clock()
-    kernel = FakeKernel()
-    groups = ProcessGroups(clock, kernel)
-    group = SimpleNamespace(pgid=5, urgent=False, groupEmpty=lambda: None)
-    kernel.members[5] = {6}
-    groups.watch(group, 0)
-    clock.advance(0)
-    assert len(groups) == 1
-    assert len(clock.getDelayedCalls()) == 1
-    groups.forget(group)
-    assert not clock.getDelayedCalls()
-
-
 # --------------------------------------------------------------------------
 # Real scripts, real system calls, simulated time
 
@@ -541,7 +522,7 @@ def runUntil(
 
 
 def state(pid: int) -> str | None:
-    fields = _cgiprocess._stat(pid)
+    fields = _groups._stat(pid)
     return None if fields is None else fields[0].decode()
 
 
@@ -644,192 +625,326 @@ def test_realOutputClosedByLiveScript(cleanup: list[int]) -> None:
     assert proto.reason("exited").signal == signal.SIGTERM
 
 
-def test_realScanIgnoresZombiesAndLeaders(cleanup: list[int]) -> None:
-    """
-    L{Kernel.occupied} finds a group with a live member besides its leader,
-    and not one whose only other member is a zombie.
-    """
-    busy = subprocess.Popen(["sh", "-c", "sleep 30 & wait"], start_new_session=True)
-    cleanup.append(busy.pid)
-    idle = subprocess.Popen(
-        ["sh", "-c", "true & exec sleep 30"], start_new_session=True
-    )
-    cleanup.append(idle.pid)
-
-    def children(pid: int) -> list[int]:
-        path = f"/proc/{pid}/task/{pid}/children"
-        with open(path) as f:
-            return [int(c) for c in f.read().split()]
-
-    def settled() -> bool:
-        zombies = [c for c in children(idle.pid) if state(c) == "Z"]
-        return len(children(busy.pid)) == 1 and len(zombies) == 1
-
-    deadline = time.monotonic() + 5
-    while not settled():
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    kernel = Kernel()
-    assert kernel.occupied({busy.pid, idle.pid}) == {busy.pid}
-    assert kernel.occupied({idle.pid}) == set()
-    assert not kernel.exiting(idle.pid)
-    (zombie,) = children(idle.pid)
-    assert kernel.exiting(zombie)
-    for child in (busy, idle):
-        child.kill()
-        child.wait()
-
-
 # --------------------------------------------------------------------------
-# ScriptRun's ending, with a fake transport
+# Canaries: what twisted_cgiserve._cgi.process relies on in Twisted's
+# undocumented twisted.internet.process. Each fails when Twisted changes it.
 
 
-class FakeScript:
+class ChildRecorder:
     """
-    The transport side of L{ScriptRun}: records terminate calls.
+    Stands for the process a pipe reports to.
     """
-
-    pid = 4242
 
     def __init__(self) -> None:
-        self.terminated: list[float] = []
-        self.closed: list[int] = []
-        self.done: Deferred[bool] = Deferred()
+        self.data: list[tuple[int, bytes]] = []
+        self.lost: list[tuple[int, object]] = []
 
-    def terminate(self, grace: float) -> Any:
-        self.terminated.append(grace)
-        return self.done
+    def childDataReceived(self, name: int, data: bytes) -> None:
+        self.data.append((name, data))
 
-    def closeStdin(self) -> None:
-        self.closed.append(0)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-
-class Request(DummyRequest):
-    """
-    Enough of a request for L{ScriptRun}: no body, a push producer.
-    """
-
-    startedWriting = False
-    code = 200
-    content = None
-    producer: object = None
-
-    def registerProducer(self, producer: object, streaming: bool) -> None:
-        self.producer = producer
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def write(self, data: bytes) -> None:
-        self.startedWriting = True
-        super().write(data)
+    def childConnectionLost(self, name: int, reason: Failure) -> None:
+        self.lost.append((name, reason.value))
 
 
 @pytest.fixture
-def run(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
-    cut: list[object] = []
-    monkeypatch.setattr(_cgirun, "cutResponse", cut.append)
-    monkeypatch.setattr(_response, "cutResponse", cut.append)
-    clock = Clock()
-    request = Request([b""])
-    script = ScriptRun(request, "/cgi-bin/s", lambda *a: None, clock, timeout=2.0)
-    transport = FakeScript()
-    script.makeConnection(transport)
-    return SimpleNamespace(
-        clock=clock, request=request, script=script, transport=transport, cut=cut
+def pipe() -> Iterator[tuple[int, int]]:
+    readEnd, writeEnd = os.pipe()
+    yield readEnd, writeEnd
+    for fd in (readEnd, writeEnd):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def test_canaryProcessReader(pipe: tuple[int, int]) -> None:
+    """
+    C{ProcessReader(reactor, proc, name, fileno)} reads from construction
+    on, keeps the descriptor as C{fd}, gives what it reads to
+    C{proc.childDataReceived(name, data)}, stops and starts reading on
+    demand, and reports its end to C{proc.childConnectionLost(name, reason)}
+    without closing the descriptor (L{ScriptProcess} closes it). Its
+    C{doRead} is the method L{_cgiprocess._PipeReader} replaces.
+    """
+    assert list(inspect.signature(process.ProcessReader).parameters) == [
+        "reactor",
+        "proc",
+        "name",
+        "fileno",
+    ]
+    assert "doRead" in vars(process.ProcessReader)
+    assert issubclass(_cgiprocess._PipeReader, process.ProcessReader)
+    readEnd, writeEnd = pipe
+    reactor = MemoryReactorClock()
+    proc = ChildRecorder()
+    reader = _cgiprocess._PipeReader(reactor, proc, 2, readEnd)
+    assert reader.fd == readEnd == reader.fileno()
+    assert reader in reactor.getReaders()
+    reader.stopReading()
+    assert reader not in reactor.getReaders()
+    reader.startReading()
+    assert reader in reactor.getReaders()
+    os.write(writeEnd, b"abc")
+    assert reader.doRead() is None
+    assert proc.data == [(2, b"abc")]
+    reader.loseConnection()
+    reactor.advance(0)
+    assert [name for name, _ in proc.lost] == [2]
+    assert reader not in reactor.getReaders()
+    os.fstat(readEnd)
+
+
+def test_canaryPipeReaderEnd(pipe: tuple[int, int]) -> None:
+    """
+    At the end of the pipe, the reader's C{doRead} says so the way the
+    reactor expects (C{CONNECTION_DONE}), and C{connectionLost} reports it.
+    """
+    readEnd, writeEnd = pipe
+    reactor = MemoryReactorClock()
+    proc = ChildRecorder()
+    reader = _cgiprocess._PipeReader(reactor, proc, 1, readEnd)
+    os.close(writeEnd)
+    why = reader.doRead()
+    assert why is main.CONNECTION_DONE
+    reader.connectionLost(Failure(why))
+    assert proc.lost == [(1, main.CONNECTION_DONE)]
+
+
+def test_canaryProcessWriter(pipe: tuple[int, int]) -> None:
+    """
+    C{ProcessWriter(reactor, proc, name, fileno)} writes to the descriptor
+    through the reactor, takes a producer, and once closed reports to
+    C{proc.childConnectionLost(name, reason)} without closing the
+    descriptor.
+    """
+    params = list(inspect.signature(process.ProcessWriter).parameters)
+    assert params[:4] == ["reactor", "proc", "name", "fileno"]
+    readEnd, writeEnd = pipe
+    reactor = MemoryReactorClock()
+    proc = ChildRecorder()
+    writer = process.ProcessWriter(reactor, proc, 0, writeEnd)
+    assert writer.fileno() == writeEnd
+    writer.write(b"input")
+    assert writer in reactor.getWriters()
+    assert writer.doWrite() is None
+    assert os.read(readEnd, 100) == b"input"
+    producer = SimpleNamespace(
+        pauseProducing=lambda: None,
+        resumeProducing=lambda: None,
+        stopProducing=lambda: None,
     )
+    writer.registerProducer(producer, True)
+    assert writer.producer is producer
+    writer.unregisterProducer()
+    assert writer.producer is None
+    writer.loseConnection()
+    why = writer.doWrite()
+    assert why
+    writer.connectionLost(Failure(why))
+    assert [name for name, _ in proc.lost] == [0]
+    os.fstat(writeEnd)
 
 
-def test_responseEndsAtEndOfOutput(run: SimpleNamespace) -> None:
+def test_canaryReapProcessHandlers() -> None:
     """
-    A response without Content-Length ends when the script closes its
-    output, though the script has not exited; the script is ended
-    --cgi-timeout later if it is still there.
+    C{reapProcessHandlers} maps a PID to its handler, C{reapAllProcesses}
+    (Twisted's C{SIGCHLD} handling) calls each handler's C{reapProcess},
+    and C{unregisterReapProcessHandler(pid, handler)} removes it, refusing
+    a handler that is not the registered one.
     """
-    run.script.childDataReceived(1, b"Content-Type: text/plain\n\nbody\n")
-    run.script.childConnectionLost(1)
-    assert run.request.finished == 1
-    assert b"".join(run.request.written) == b"body\n"
-    run.clock.advance(1.9)
-    assert run.transport.terminated == []
-    run.clock.advance(0.1)
-    assert run.transport.terminated == [KILL_GRACE]
-    assert run.request.finished == 1
-    assert run.cut == []
+    calls: list[int] = []
+    handler = SimpleNamespace(reapProcess=lambda: calls.append(1))
+    pid = 2**22 + 12345
+    assert isinstance(process.reapProcessHandlers, dict)
+    process.reapProcessHandlers[pid] = handler  # type: ignore[assignment]
+    try:
+        process.reapAllProcesses()
+        assert calls == [1]
+        with pytest.raises(RuntimeError):
+            process.unregisterReapProcessHandler(pid, object())
+        process.unregisterReapProcessHandler(pid, handler)
+        assert pid not in process.reapProcessHandlers
+    finally:
+        process.reapProcessHandlers.pop(pid, None)
 
 
-def test_lingerCountsFromTheEndOfTheResponse(run: SimpleNamespace) -> None:
-    """
-    A complete Content-Length ends the response at once; what lingers is
-    ended --cgi-timeout after that, not after the last output, and not at
-    all if the group ends first.
-    """
-    run.clock.advance(1.5)
-    run.script.childDataReceived(1, b"Content-Type: a/b\nContent-Length: 2\n\nok")
-    assert run.request.finished == 1
-    run.clock.advance(1.9)
-    assert run.transport.terminated == []
-    run.script.processExited(Failure(error.ProcessDone(0)))
-    run.script.processEnded(Failure(error.ProcessDone(0)))
-    run.clock.advance(10)
-    assert run.transport.terminated == []
-    assert run.script.ended.called
+# --------------------------------------------------------------------------
+# The transport's other duties, with fake children
 
 
-def test_shortContentLengthStillCut(run: SimpleNamespace) -> None:
+def test_startAsAnotherUser(
+    fake: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """
-    Output that ends before its Content-Length is a cut response, and the
-    script's group is ended at once.
+    A script run as another user is started through setpriv when there is
+    one (changing user after the vfork), else by C{Popen} itself.
     """
-    run.script.childDataReceived(1, b"Content-Type: a/b\nContent-Length: 10\n\nabc")
-    run.script.childConnectionLost(1)
-    assert run.cut == [run.request]
-    assert run.transport.terminated == [KILL_GRACE]
+    monkeypatch.setattr(privileges, "SETPRIV", "/usr/bin/setpriv")
+    captured: list[dict[str, Any]] = []
+
+    class Capturing(FakePopen):
+        def __init__(self, args: Sequence[str], **kw: Any) -> None:
+            super().__init__(args, **kw)
+            captured.append({"args": list(args), **kw})
+
+    monkeypatch.setattr(_cgiprocess, "subprocess", SimpleNamespace(Popen=Capturing))
+
+    def start() -> None:
+        transport = ScriptProcess(
+            fake.reactor,
+            Recorder(),
+            "/x",
+            ["/x", "arg"],
+            environment={},
+            directory="/",
+            user=(1000, 100),
+            groups=fake.groups,
+        )
+        del process.reapProcessHandlers[transport.pid]  # type: ignore[arg-type]
+        for pipe in list(transport.pipes.values()):
+            os.close(pipe.fileno())
+
+    start()
+    assert captured[0]["args"] == [
+        "/usr/bin/setpriv",
+        "--reuid=1000",
+        "--regid=100",
+        "--clear-groups",
+        "--",
+        "/x",
+        "arg",
+    ]
+    assert captured[0]["executable"] == "/usr/bin/setpriv"
+    assert "user" not in captured[0]
+    monkeypatch.setattr(privileges, "SETPRIV", None)
+    start()
+    assert captured[1]["args"] == ["/x", "arg"]
+    assert (captured[1]["user"], captured[1]["group"]) == (1000, 100)
+    assert captured[1]["extra_groups"] == []
 
 
-def test_incompleteHeadWaitsForTheExit(run: SimpleNamespace) -> None:
+def test_startFailureClosesThePipes(monkeypatch: pytest.MonkeyPatch) -> None:
     """
-    Output that ends inside the head is judged when the script exits: 502,
-    and the group is ended.
+    A script that cannot be started leaves no descriptor open.
     """
-    run.script.childDataReceived(1, b"Status: 200")
-    run.script.childConnectionLost(1)
-    assert run.request.finished == 0
-    run.script.processExited(Failure(error.ProcessDone(0)))
-    assert run.request.responseCode == 502
-    assert run.transport.terminated == [KILL_GRACE]
+
+    def refuse(args: Sequence[str], **kw: Any) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(_cgiprocess, "subprocess", SimpleNamespace(Popen=refuse))
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(PermissionError):
+        ScriptProcess(
+            MemoryReactorClock(),
+            Recorder(),
+            "/x",
+            ["/x"],
+            environment={},
+            directory="/",
+        )
+    assert set(os.listdir("/proc/self/fd")) == before
 
 
-def test_shutdownBeforeTheHeadIs503(run: SimpleNamespace) -> None:
+def test_standardInput(fake: SimpleNamespace) -> None:
     """
-    A script ended by the shutdown before its head: 503, once it has exited.
+    What is written goes to the script's standard input, from a producer
+    too; only standard input can be written to.
     """
-    run.script.stop()
-    assert run.transport.terminated == [KILL_GRACE]
-    run.script.childConnectionLost(1)
-    assert run.request.finished == 0
-    run.script.processExited(Failure(error.ProcessTerminated(signal=15)))
-    assert run.request.responseCode == 503
+    transport, _ = fake.start(Recorder(closeStdin=False))
+    child = FakePopen.last
+    transport.write(b"a")
+    transport.writeToChild(0, b"b")
+    transport.writeSequence([b"c", b"d"])
+    with pytest.raises(KeyError):
+        transport.writeToChild(1, b"x")
+    producer = SimpleNamespace(
+        pauseProducing=lambda: None,
+        resumeProducing=lambda: None,
+        stopProducing=lambda: None,
+    )
+    transport.registerProducer(producer, True)
+    assert transport.pipes[0].producer is producer
+    transport.unregisterProducer()
+    assert transport.pipes[0].producer is None
+    pump(fake.reactor)
+    assert os.read(child.stdin, 100) == b"abcd"
+    transport.closeStdin()
+    pump(fake.reactor)
+    assert 0 not in transport.pipes
+    transport.write(b"lost")
+    transport.unregisterProducer()
 
 
-def test_killLogged(run: SimpleNamespace) -> None:
+def test_pauseStopsReadingTheOutput(fake: SimpleNamespace) -> None:
     """
-    A group that needed SIGKILL is logged once, with the script and pid.
+    While the client is slow the script's output is not read, so its pipe
+    fills and the script blocks.
     """
+    transport, proto = fake.start()
+    child = FakePopen.last
+    transport.pauseProducing()
+    os.write(child.stdout, b"data")
+    assert transport.pipes[1] not in fake.reactor.getReaders()
+    transport.resumeProducing()
+    pump(fake.reactor)
+    assert ("out", b"data") in proto.events
+    transport.closeStdout()
+    transport.closeStderr()
+    pump(fake.reactor)
+    assert transport.pipes == {}
+    transport.pauseProducing()
+    transport.resumeProducing()
+    transport.stopProducing()
+
+
+def test_signalProcess(fake: SimpleNamespace) -> None:
+    """
+    Signals, by name or number, go to the whole group; a group the kernel
+    no longer has reads as already exited.
+    """
+    transport, _ = fake.start()
+    pid = FakePopen.last.pid
+    transport.signalProcess("HUP")
+    transport.signalProcess(signal.SIGUSR1)
+    assert fake.kernel.signals == [(pid, signal.SIGHUP), (pid, signal.SIGUSR1)]
+
+    def gone(pgid: int, signum: int) -> None:
+        raise ProcessLookupError(pgid)
+
+    fake.kernel.killGroup = gone
+    with pytest.raises(error.ProcessExitedAlready):
+        transport.signalProcess("TERM")
+    assert transport.getPeer() is None
+    assert transport.getHost() is None
+
+
+def test_signalFailureLogged(fake: SimpleNamespace) -> None:
+    """
+    A group that cannot be signalled is logged, and terminate goes on.
+    """
+    transport, _ = fake.start()
+
+    def refuse(pgid: int, signum: int) -> None:
+        raise PermissionError(1, "Operation not permitted")
+
+    fake.kernel.killGroup = refuse
     events: list[dict[str, Any]] = []
     globalLogPublisher.addObserver(events.append)
     try:
-        run.script.stop()
-        run.transport.done.callback(True)
+        transport.terminate(1.0)
     finally:
         globalLogPublisher.removeObserver(events.append)
-    killed = [e for e in events if "did not end" in e.get("log_format", "")]
-    assert len(killed) == 1
-    assert killed[0]["pid"] == 4242
-    assert killed[0]["script"] == "/cgi-bin/s"
+    assert [e for e in events if "Cannot signal" in e.get("log_format", "")]
+
+
+def test_pipeReadErrors(pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A read that would block is no end; a failed read is a lost pipe.
+    """
+    readEnd, _ = pipe
+    reader = _cgiprocess._PipeReader(MemoryReactorClock(), ChildRecorder(), 1, readEnd)
+    assert reader.doRead() is None
+
+    def broken(fd: int, size: int) -> bytes:
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(_cgiprocess.os, "read", broken)
+    assert reader.doRead() is main.CONNECTION_LOST

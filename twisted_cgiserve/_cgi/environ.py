@@ -24,7 +24,14 @@ from twisted.web.iweb import IRequest
 from twisted_cgiserve._http.grammar import HOP_BY_HOP
 from twisted_cgiserve._http.paths import BadRequestPath, resolvePath, splitTarget
 
-__all__ = ["BASE_PATH", "CGIEnvironmentSettings", "ScriptRequest", "buildEnvironment"]
+__all__ = [
+    "BASE_PATH",
+    "CGIEnvironmentSettings",
+    "ScriptRequest",
+    "buildEnvironment",
+    "mountPrefix",
+    "requestBodyLength",
+]
 
 BASE_PATH = "/usr/local/bin:/usr/bin:/bin"
 
@@ -86,6 +93,37 @@ class ScriptRequest:
     scriptFilename: str
     documentRoot: str
     bodyLength: int | None
+
+
+def requestBodyLength(request: IRequest) -> int | None:
+    """
+    The request body's length after de-chunking (C{CONTENT_LENGTH}), or
+    L{None} when the request has no body (no C{Content-Length} and no
+    C{Transfer-Encoding}).
+    """
+    headers = request.requestHeaders
+    if not (
+        headers.hasHeader(b"content-length") or headers.hasHeader(b"transfer-encoding")
+    ):
+        return None
+    content = getattr(request, "content", None)
+    if content is None:
+        return 0
+    content.seek(0, os.SEEK_END)
+    length: int = content.tell()
+    content.seek(0)
+    return length
+
+
+def mountPrefix(request: IRequest) -> str:
+    """
+    The decoded URL path the served tree is mounted at (C{""} at a site's
+    root), which starts C{SCRIPT_NAME}.
+    """
+    prepath = getattr(request, "prepath", None) or []
+    if not prepath:
+        return ""
+    return "/" + "/".join(os.fsdecode(segment) for segment in prepath)
 
 
 def _text(value: bytes) -> str:
@@ -175,10 +213,7 @@ def _argv(method: bytes, query: bytes | None) -> list[str]:
         return []
     words = []
     for raw in query.split(b"+"):
-        try:
-            word = os.fsdecode(unquote_to_bytes(raw))
-        except ValueError:
-            return []
+        word = os.fsdecode(unquote_to_bytes(raw))
         if word.startswith("-") or "\x00" in word:
             return []
         words.append(word)

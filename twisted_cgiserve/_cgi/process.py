@@ -47,28 +47,29 @@ PID of the process that created it, no other group can have that ID.
    object is kept until the anchor is reaped (so it never lands on
    C{subprocess}'s list of children to reap later).
 
-Whether a group still has members once its leader has exited cannot be
-asked of the kernel directly (C{kill(-pgid, 0)} succeeds because of the
-zombie itself), so L{ProcessGroups} scans C{/proc}: its numeric entries and
-one C{getpgid} call each, no file read (only a process found in a watched
-group has its state read, to tell a zombie from a live process). One scan
-answers for every watched group at once. Measured here: about 250 us with
-90 processes, 3 to 5 ms with 1,100 (2.5 to 5 us per process). A scan runs
-only for groups whose leader has exited: once right after the exit, then
-every second while members linger (every tenth of a second while the group
-is being terminated).
+Whether a group still has members once its leader has exited is learnt by
+L{ProcessGroups} (L{twisted_cgiserve._cgi.groups}), which watches the
+groups of every script at once.
+
+Twisted's process internals
+===========================
+
+The pipes are Twisted's own L{ProcessReader} and L{ProcessWriter}, and the
+exit is learnt through L{reapProcessHandlers}: undocumented parts of
+L{twisted.internet.process}. This is the only module that uses them; they
+are imported by name (a rename fails at import, it never silently turns a
+behaviour off), and each has a canary in L{tests.cgi.test_process} that
+fails when Twisted changes what this module relies on.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-import shutil
 import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
-from weakref import WeakKeyDictionary
+from typing import Any
 
 from zope.interface import implementer
 
@@ -85,21 +86,17 @@ from twisted.internet.process import (
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-__all__ = ["IScriptTransport", "Kernel", "ProcessGroups", "ScriptProcess"]
+from twisted_cgiserve._cgi.groups import ProcessGroups
+from twisted_cgiserve._cgi.privileges import switchUserCommand
+
+__all__ = ["IScriptTransport", "ScriptProcess"]
 
 _log = Logger(namespace="cgiserve.cgi")
-
-# util-linux's setpriv, to change user between vfork and the script's exec.
-_SETPRIV = shutil.which("setpriv", path="/usr/bin:/bin:/usr/sbin:/sbin")
 
 
 # A pipe's capacity on Linux: reading it in one call halves the calls (and
 # the chunks sent to the client) of Twisted's 8 KiB reads.
 _READ_SIZE = 64 * 1024
-
-# The kernel's flag for a task that has begun to exit (include/linux/sched.h),
-# field 9 of /proc/PID/stat.
-_PF_EXITING = 0x4
 
 # Seconds between two looks at a leader whose exit closed its output but
 # whose SIGCHLD has not been handled yet (it is a matter of microseconds).
@@ -122,181 +119,6 @@ class _PipeReader(ProcessReader):
             return CONNECTION_DONE
         self.dataReceived(output)
         return None
-
-
-def _stat(pid: int) -> list[bytes] | None:
-    """
-    The fields of C{/proc/PID/stat} after the command name (state first),
-    or L{None} when there is no such process.
-    """
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rfind(b")") + 1 :].split()
-
-
-class Kernel:
-    """
-    The system calls behind the anchor and the group scan (tests substitute
-    a fake).
-    """
-
-    _noProc = False
-
-    def exitStatus(self, pid: int) -> int | None:
-        """
-        The child's return code (negative: killed by that signal) if it has
-        exited, L{None} if it runs; it is left unreaped.
-
-        @raise ChildProcessError: It is no child of ours (any more).
-        """
-        result = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-        if result is None:
-            return None
-        if result.si_code == os.CLD_EXITED:
-            return result.si_status
-        return -result.si_status
-
-    def exiting(self, pid: int) -> bool:
-        """
-        Whether the child is on its way out (or already a zombie): its exit
-        may have closed its output before it could be waited for.
-        """
-        fields = _stat(pid)
-        if fields is None or len(fields) < 7:
-            return True
-        return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & _PF_EXITING)
-
-    def reap(self, pid: int) -> None:
-        """
-        Reap a child known to have exited.
-        """
-        os.waitpid(pid, 0)
-
-    def killGroup(self, pgid: int, signum: int) -> None:
-        os.killpg(pgid, signum)
-
-    def occupied(self, pgids: set[int]) -> set[int]:
-        """
-        Those of C{pgids} (groups whose leader has exited, and is left
-        unreaped) that still have a live process other than their leader.
-        """
-        found: set[int] = set()
-        try:
-            names = os.listdir("/proc")
-        except OSError as e:
-            # Without /proc nothing can be known: reap at once, as if empty
-            # (what is left then runs on, but is never signalled blindly).
-            if not self._noProc:
-                self._noProc = True
-                _log.error(
-                    "Cannot list /proc ({error}): what CGI scripts leave "
-                    "running cannot be found or ended",
-                    error=e.strerror or e,
-                )
-            return found
-        for name in names:
-            if not name.isdigit():
-                continue
-            pid = int(name)
-            if pid in pgids:
-                # A leader: the anchor itself.
-                continue
-            try:
-                pgid = os.getpgid(pid)
-            except OSError:
-                continue
-            if pgid in pgids and pgid not in found:
-                # A zombie holds nothing and waits for its own parent.
-                fields = _stat(pid)
-                if fields is not None and fields[0] not in (b"Z", b"X"):
-                    found.add(pgid)
-                    if len(found) == len(pgids):
-                        break
-        return found
-
-
-class _Watched(Protocol):
-    @property
-    def pgid(self) -> int: ...
-
-    @property
-    def urgent(self) -> bool: ...
-
-    def groupEmpty(self) -> None: ...
-
-
-_byReactor: WeakKeyDictionary[Any, ProcessGroups] = WeakKeyDictionary()
-
-
-class ProcessGroups:
-    """
-    The process groups whose leader has exited but may still have members,
-    watched until they have none: one scan of C{/proc} per look answers for
-    all of them.
-
-    @cvar interval: Seconds between two looks while members linger.
-    @cvar urgentInterval: The same while a group is being terminated.
-    @ivar kernel: The system calls to use.
-    """
-
-    interval = 1.0
-    urgentInterval = 0.1
-
-    def __init__(self, clock: Any, kernel: Kernel | None = None) -> None:
-        self.clock = clock
-        self.kernel = kernel if kernel is not None else Kernel()
-        self._watched: dict[int, _Watched] = {}
-        self._call: Any = None
-
-    @classmethod
-    def forReactor(cls, reactor: Any) -> ProcessGroups:
-        """
-        The watcher shared by every script of C{reactor}.
-        """
-        groups = _byReactor.get(reactor)
-        if groups is None:
-            groups = _byReactor[reactor] = cls(reactor)
-        return groups
-
-    def watch(self, group: _Watched, delay: float) -> None:
-        """
-        Look at C{group} within C{delay} seconds, then until it is empty;
-        C{group.groupEmpty()} is called when it is.
-        """
-        self._watched[group.pgid] = group
-        self._lookWithin(delay)
-
-    def forget(self, group: _Watched) -> None:
-        if self._watched.get(group.pgid) is group:
-            del self._watched[group.pgid]
-        if not self._watched and self._call is not None:
-            self._call.cancel()
-            self._call = None
-
-    def __len__(self) -> int:
-        return len(self._watched)
-
-    def _lookWithin(self, delay: float) -> None:
-        if self._call is not None:
-            if self._call.getTime() <= self.clock.seconds() + delay:
-                return
-            self._call.cancel()
-        self._call = self.clock.callLater(delay, self._look)
-
-    def _look(self) -> None:
-        self._call = None
-        groups = list(self._watched.values())
-        occupied = self.kernel.occupied({group.pgid for group in groups})
-        for group in groups:
-            if group.pgid not in occupied and self._watched.get(group.pgid) is group:
-                del self._watched[group.pgid]
-                group.groupEmpty()
-        if self._watched:
-            urgent = any(group.urgent for group in self._watched.values())
-            self._lookWithin(self.urgentInterval if urgent else self.interval)
 
 
 class IScriptTransport(IProcessTransport):
@@ -356,15 +178,7 @@ class ScriptProcess:
         args = list(args)
         switch: dict[str, Any] = {}
         if user is not None:
-            if _SETPRIV is not None:
-                # The standard library forks the whole server when it must
-                # change user in the child; setpriv changes it after a vfork.
-                uid, gid = user
-                args = [_SETPRIV, f"--reuid={uid}", f"--regid={gid}",
-                        "--clear-groups", "--", executable, *args[1:]]  # fmt: skip
-                executable = _SETPRIV
-            else:
-                switch = {"user": user[0], "group": user[1], "extra_groups": []}
+            executable, args, switch = switchUserCommand(executable, args, user)
         self.proto = protocol
         self.status: int | None = None
         self._clock = reactor

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.e2e.test_cgi -*-
+# -*- test-case-name: tests.cgi.test_protocol -*-
 """
 Running one request through a CGI script: the request body into its
 standard input, its output parsed and streamed to the client.
@@ -15,41 +15,74 @@ group once the response is over (the script itself, or what it started)
 is ended by C{--cgi-timeout} counted from the end of the response, without
 touching the response; an error, a timeout, a client that goes away and
 the server's shutdown end the whole group at once (see L{ScriptProcess}).
+
+The run's life is one L{RunState}; what its output becomes is an
+L{IScriptOutput} strategy (parsed CGI or NPH); its standard error is cut
+into log lines by a L{LineSplitter}; one timer (L{TimeoutMixin}, on the
+injected reactor) bounds both the script's silence while it answers and how
+long it may linger once the response is over; ending the process group is
+the transport's L{IScriptTransport.terminate}.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from enum import Enum
 from typing import IO, Any, cast
 
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
+from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
-from twisted_cgiserve._cgi.head import (
-    CGIHead,
-    HeadParser,
-    MalformedHead,
-    ResponseKind,
+from twisted_cgiserve._cgi.output import (
+    IScriptOutput,
+    IScriptSource,
+    NPHOutput,
+    ParsedOutput,
+    Progress,
 )
-from twisted_cgiserve._http.errors import sendError, statusPhrase
-from twisted_cgiserve._http.response import ResponseSender, cutResponse
+from twisted_cgiserve._cgi.stderr import LineSplitter
 
-__all__ = ["KILL_GRACE", "ScriptRun"]
+__all__ = ["KILL_GRACE", "RunState", "ScriptRun"]
 
 _log = Logger(namespace="cgiserve.cgi")
 
-# The longest stderr line logged as one event; longer lines are split.
-_MAX_ERR_LINE = 4096
-
 # Seconds between SIGTERM and SIGKILL for a script being ended.
 KILL_GRACE = 3.0
+
+
+class RunState(Enum):
+    """
+    Where a script run stands. It only moves down this list (L{STOPPING}
+    and L{LINGERING} are both left for L{ENDING}).
+    """
+
+    #: The script answers: its output goes to the client, and the inactivity
+    #: timeout runs (not while the client is too slow to take more).
+    RUNNING = "running"
+    #: The server's shutdown is ending the script before its response is
+    #: over: output still goes to the client, and how the script ends
+    #: decides the rest of the response.
+    STOPPING = "stopping"
+    #: The response is complete; the script, or what it started, may still
+    #: run: C{--cgi-timeout} from the response's end bounds how long.
+    LINGERING = "lingering"
+    #: The response is over, one way or another, and the process group is
+    #: being ended; output is dropped.
+    ENDING = "ending"
+    #: Nothing of the process group is left.
+    ENDED = "ended"
+
+
+# Where the script's output still reaches the client.
+_ANSWERING = (RunState.RUNNING, RunState.STOPPING)
 
 
 class _ActivityConsumer:
@@ -73,63 +106,84 @@ class _ActivityConsumer:
         self._transport.write(data)
 
 
-@implementer(IPushProducer)
-class ScriptRun(ProcessProtocol):
+# What the timer means in each state that keeps it running.
+_TIMED_OUT = {
+    RunState.RUNNING: (
+        "{script} [{pid}] timed out after {seconds} s without output; ending it"
+    ),
+    RunState.LINGERING: (
+        "{script} [{pid}] still running {seconds} s after its response ended; ending it"
+    ),
+}
+
+
+@implementer(IScriptSource)
+class ScriptRun(TimeoutMixin, ProcessProtocol):
     """
-    The protocol of one script process serving one request.
+    The protocol of one script process serving one request, on an
+    L{IScriptTransport}; the push producer of its response's body.
 
     @ivar scriptName: The script's URL path, for log lines.
+    @ivar pid: The script's process ID, once it has started.
+    @ivar state: Where the run stands.
+    @ivar ended: Fires once nothing of the script's process group is left.
     """
 
     def __init__(
         self,
         request: IRequest,
         scriptName: str,
-        localRedirect: Any,
+        localRedirect: Callable[[Any, bytes], object],
         reactor: Any,
         *,
         nph: bool = False,
         timeout: float = 0,
     ) -> None:
-        # Any Twisted request: the consumer and finish-notification methods
-        # used here are not part of IRequest.
+        """
+        @param localRedirect: Serves a local redirect's path for C{request}.
+        @param reactor: The reactor the response and the timer run on.
+        @param nph: Whether the script writes the whole HTTP response.
+        @param timeout: Seconds of silence before the script is ended, and
+            that it may linger after its response (0: no bound).
+        """
+        # Any Twisted request: the finish-notification and C{content} used
+        # here are not part of IRequest.
         self.request: Any = cast(Any, request)
         self.scriptName = scriptName
-        self._localRedirect = localRedirect
-        self._nph = nph
-        self._parser = HeadParser()
-        self._head: CGIHead | None = None
-        self._remaining: int | None = None
-        self._stderr = b""
-        self._clientGone = False
-        self._failed = False
-        self._stopping = False
-        self._reactor = reactor
-        self._lingerTimer: Any = None
-        self._outputDone = False
-        self._exitReason: Failure | None = None
-        self._finished = False
-        self._timeout = timeout
-        self._timer: Any = None
-        self._paused = False
-        self._shuttingDown = False
+        self.pid: int | None = None
+        self.state = RunState.RUNNING
         self.ended: Deferred[None] = Deferred()
-        # The response's sender, once the script's head (or an NPH script's
-        # first output) has been received.
-        self._response: ResponseSender | None = None
+        self._reactor = reactor
+        self._timeout: float | None = timeout or None
+        self._output: IScriptOutput = (
+            NPHOutput(request, self, reactor)
+            if nph
+            else ParsedOutput(request, self, reactor, localRedirect)
+        )
+        self._stderr = LineSplitter()
         self._sender: FileSender | None = None
+        # What the transport has reported: the end of the script's output,
+        # and how the script exited.
+        self._outputEnded = False
+        self._exitReason: Failure | None = None
         self.request.notifyFinish().addErrback(self._clientLost)
 
     # Starting up
 
+    def makeConnection(self, transport: IProcessTransport) -> None:
+        # Kept for log lines once the transport has reaped the script.
+        self.pid = transport.pid
+        super().makeConnection(transport)
+
     def connectionMade(self) -> None:
         """
-        Feed the request body to the script's standard input.
+        Start the inactivity timeout, and feed the request body to the
+        script's standard input.
         """
         content = cast(IO[bytes] | None, getattr(self.request, "content", None))
         transport = self.transport
         assert transport is not None
-        self._armTimer()
+        self.setTimeout(self._timeout)
         if content is None or self.request.method == b"HEAD":
             transport.closeStdin()
             return
@@ -138,152 +192,94 @@ class ScriptRun(ProcessProtocol):
         # A pipe's capacity per write, not FileSender's 16 KiB.
         self._sender.CHUNK_SIZE = 64 * 1024
         done = self._sender.beginFileTransfer(
-            content, _ActivityConsumer(transport, self._armTimer)
+            content, _ActivityConsumer(transport, self._activity)
         )
         done.addCallbacks(lambda _: transport.closeStdin(), lambda _: None)
+
+    # The run's state, and its one timer
+
+    def _become(self, state: RunState) -> None:
+        """
+        Move to C{state}. The one timer follows: while running it is the
+        inactivity timeout (set up when the script starts); once the response
+        is complete it bounds how long the script may linger, counted from
+        now; in any other state there is none.
+        """
+        self.state = state
+        self.setTimeout(self._timeout if state is RunState.LINGERING else None)
+
+    def callLater(self, period: float, func: Callable[[], object]) -> IDelayedCall:
+        """
+        L{TimeoutMixin}'s timer runs on the run's reactor (a fake clock in
+        tests), not the global one.
+        """
+        delayed: IDelayedCall = self._reactor.callLater(period, func)
+        return delayed
+
+    def _activity(self) -> None:
+        """
+        The script showed life: restart the inactivity timeout. (Only while
+        it answers: a lingering script's bound counts from the response's
+        end, whatever it does.)
+        """
+        if self.state is RunState.RUNNING:
+            self.resetTimeout()
+
+    def timeoutConnection(self) -> None:
+        """
+        The timer ran out: a running script was silent for the timeout (the
+        client gets a 504 if nothing was sent yet, a cut response
+        otherwise), or a lingering one outlived its bound.
+        """
+        state = self.state
+        message = _TIMED_OUT.get(state)
+        if message is None:
+            return
+        _log.warn(message, script=self.scriptName, pid=self.pid, seconds=self._timeout)
+        self._endScript()
+        if state is RunState.RUNNING:
+            # Lingering, the response is already complete.
+            self._output.timedOut()
 
     # Output
 
     def outReceived(self, data: bytes) -> None:
-        self._armTimer()
-        if self._clientGone or self._failed or self._finished:
-            return
-        if self._nph:
-            self._rawWrite(data)
-            return
-        if self._head is None:
-            try:
-                result = self._parser.feed(data)
-            except MalformedHead as e:
-                self._badGateway(str(e))
-                return
-            if result is None:
-                return
-            head, data = result
-            self._head = head
-            if not self._startResponse(head):
-                return
-        self._writeBody(data)
+        self._activity()
+        if self.state in _ANSWERING:
+            self._progressed(self._output.dataReceived(data))
 
-    def _startResponse(self, head: CGIHead) -> bool:
+    def _progressed(self, progress: Progress) -> None:
         """
-        Send the status and headers; C{False} when no body is to follow
-        from this script (a local redirect took over).
+        Follow what the output strategy says of the response.
         """
-        request = self.request
-        for line in head.dropped:
-            _log.warn(
-                "{script}: dropped CGI header line {line!r}",
-                script=self.scriptName,
-                line=line,
-            )
-        if head.kind is ResponseKind.LOCAL_REDIRECT:
-            assert head.location is not None
-            self._failed = True
-            self._stopScript()
-            self._localRedirect(request, head.location)
-            return False
-        reason = head.reason if head.reason is not None else None
-        request.setResponseCode(
-            head.status, statusPhrase(reason.decode("latin-1")) if reason else None
-        )
-        # Twisted's default Content-Type is for its own pages, not scripts'.
-        setattr(request, "defaultContentType", None)  # noqa: B010
-        headers = request.responseHeaders
-        for name, value in head.headers:
-            headers.addRawHeader(name, value)
-        if head.contentLength is not None:
-            headers.setRawHeaders(b"content-length", [b"%d" % head.contentLength])
-            if request.method != b"HEAD" and head.status not in (204, 304):
-                # Enforced: no more is sent, and less means a cut response.
-                self._remaining = head.contentLength
-        self._response = ResponseSender(request, self, self._reactor)
-        self._response.start()
-        return True
-
-    def _writeBody(self, data: bytes) -> None:
-        if not data:
+        if progress is Progress.STREAMING or self.state not in _ANSWERING:
             return
-        if self._remaining is not None:
-            if len(data) > self._remaining:
-                _log.warn(
-                    "{script} wrote more than its Content-Length; extra bytes dropped",
-                    script=self.scriptName,
-                )
-                data = data[: self._remaining]
-            self._remaining -= len(data)
-            if not data:
-                return
-        self.request.write(data)
-        if self._remaining == 0:
-            # Complete: end the response now, whatever the script does next
-            # (it may linger; the client may close).
-            self._endResponse()
-
-    def _endResponse(self) -> None:
-        self._finished = True
-        if self._response is not None:
-            self._response.finish()
+        if self.state is RunState.STOPPING:
+            # The shutdown already asked the group to end.
+            self._become(RunState.ENDING)
+        elif progress is Progress.COMPLETE:
+            self._become(RunState.LINGERING)
         else:
-            self.request.finish()
-        self._lingerFromNow()
-
-    def _rawWrite(self, data: bytes) -> None:
-        """
-        An NPH script's output goes to the client unmodified.
-        """
-        request = self.request
-        if self._response is None:
-            self._response = ResponseSender(request, self, self._reactor)
-            self._response.start()
-            # For the access log: the status the script's own line gives.
-            words = data.split(b"\n", 1)[0].split()
-            if (
-                len(words) >= 2
-                and words[0].startswith(b"HTTP/")
-                and len(words[1]) == 3
-                and words[1].isdigit()
-            ):
-                request.code = int(words[1])
-        request.sentLength = getattr(request, "sentLength", 0) + len(data)
-        # NPH is HTTP/1.x only: the request's channel is the connection.
-        transport = getattr(request.channel, "transport", None)
-        if transport is not None:
-            transport.write(data)
+            self._endScript()
 
     # Standard error
 
     def errReceived(self, data: bytes) -> None:
-        self._stderr += data
-        while True:
-            line, newline, rest = self._stderr.partition(b"\n")
-            if newline:
-                self._stderr = rest
-                for start in range(0, max(len(line), 1), _MAX_ERR_LINE):
-                    self._logStderr(line[start : start + _MAX_ERR_LINE])
-            elif len(self._stderr) > _MAX_ERR_LINE:
-                self._logStderr(self._stderr[:_MAX_ERR_LINE])
-                self._stderr = self._stderr[_MAX_ERR_LINE:]
-            else:
-                return
+        for line in self._stderr.feed(data):
+            self._logStderr(line)
 
     def _logStderr(self, line: bytes) -> None:
-        transport = self.transport
         _log.warn(
             "{script} [{pid}]: {line}",
             script=self.scriptName,
-            pid=getattr(transport, "pid", None) or self._pid,
+            pid=self.pid,
             line=line.rstrip(b"\r").decode("utf-8", "replace"),
         )
 
     # Ending
 
-    def makeConnection(self, transport: Any) -> None:
-        self._pid = getattr(transport, "pid", None)
-        super().makeConnection(transport)
-
     def outConnectionLost(self) -> None:
-        self._outputDone = True
+        self._outputEnded = True
         self._maybeEnd()
 
     def processExited(self, reason: Failure) -> None:
@@ -295,260 +291,104 @@ class ScriptRun(ProcessProtocol):
         value = reason.value
         exitCode = getattr(value, "exitCode", 0)
         signal = getattr(value, "signal", None)
-        if (exitCode or signal) and not self._stopping:
+        if (exitCode or signal) and self.state not in (
+            RunState.STOPPING,
+            RunState.ENDING,
+        ):
             _log.warn(
                 "{script} [{pid}] exited with {how}",
                 script=self.scriptName,
-                pid=self._pid,
+                pid=self.pid,
                 how=f"signal {signal}" if signal else f"status {exitCode}",
             )
         self._maybeEnd()
 
     def processEnded(self, reason: Failure) -> None:
-        if self._stderr:
-            self._logStderr(self._stderr)
-            self._stderr = b""
-        self._cancelTimer()
-        self._cancelLinger()
+        for line in self._stderr.flush():
+            self._logStderr(line)
+        self._become(RunState.ENDED)
         self.ended.callback(None)
 
-    # The inactivity timeout
-
-    def _armTimer(self) -> None:
+    def _maybeEnd(self) -> None:
         """
-        (Re)start the inactivity timer: the script has shown life.
+        End the response at the end of the script's output. Output that the
+        server closed itself (the shutdown) waits for the script's exit, and
+        so, as the strategy says, does output that ended before the head
+        was complete: how the script ended decides what the client gets.
+        (When the script's exit is what closed its output, the transport
+        reports the exit first.)
         """
-        self._cancelTimer()
-        if self._timeout and not (self._paused or self._stopping or self._finished):
-            self._timer = self._reactor.callLater(self._timeout, self._timedOut)
-
-    def _cancelTimer(self) -> None:
-        if self._timer is not None:
-            if self._timer.active():
-                self._timer.cancel()
-            self._timer = None
-
-    def _timedOut(self) -> None:
-        """
-        No output for the timeout: end the script; the client gets a 504 if
-        nothing was sent yet, a cut response otherwise.
-        """
-        self._timer = None
-        _log.warn(
-            "{script} [{pid}] timed out after {seconds} s without output; ending it",
-            script=self.scriptName,
-            pid=self._pid,
-            seconds=self._timeout,
-        )
-        alreadyEnded = self._clientGone or self._failed or self._finished
-        self._failed = True
-        self._stopScript()
-        if alreadyEnded:
+        if not self._outputEnded or self.state not in _ANSWERING:
             return
-        request = self.request
-        if not request.startedWriting and not self._nph:
-            sendError(
-                request, 504, "Gateway Timeout", "The CGI script did not answer in time"
-            )
+        stopping = self.state is RunState.STOPPING
+        if self._exitReason is None and stopping:
             return
-        self._cutResponse()
+        progress = self._output.outputEnded(self._exitReason, stopping)
+        if progress is not None:
+            self._progressed(progress)
 
     def stop(self) -> None:
         """
         End the script now (the server is shutting down).
         """
-        self._shuttingDown = True
-        self._stopScript()
+        if self.state is RunState.RUNNING:
+            self._become(RunState.STOPPING)
+            self._terminate()
+        elif self.state is RunState.LINGERING:
+            self._endScript()
 
-    def _maybeEnd(self) -> None:
+    def _endScript(self) -> None:
         """
-        End the response at the end of the script's output, even if the
-        script (or what it started) still runs. Only output that ended
-        before the head was complete, or that the server closed itself, waits
-        for the script's exit: how it ended decides what the client gets.
-        (When the script's exit is what closed its output, the transport
-        reports the exit first.)
+        The response is over: end the script and what it started, even if
+        the script itself has exited.
         """
-        if not self._outputDone:
+        previous = self.state
+        if previous in (RunState.ENDING, RunState.ENDED):
             return
-        if self._clientGone or self._failed or self._finished:
-            return
-        exitReason = self._exitReason
-        if exitReason is None and (
-            self._stopping or (self._head is None and not self._nph)
-        ):
-            return
-        if self._nph:
-            self._finished = True
-            self._endNPH()
-            self._lingerFromNow()
-            return
-        if self._head is None:
-            if self._shuttingDown:
-                self._finished = True
-                sendError(self.request, 503, "Server shutting down")
-                return
-            try:
-                self._parser.finish()
-            except MalformedHead as e:
-                self._badGateway(str(e))
-            return
-        signal = (
-            None if exitReason is None else getattr(exitReason.value, "signal", None)
-        )
-        if signal is not None and not self.request.startedWriting:
-            # Nothing has been sent yet (headers go out with the first body
-            # byte): the client can still get a status.
-            self._finished = True
-            self._releaseProducer()
-            if self._shuttingDown:
-                sendError(self.request, 503, "Server shutting down")
-            else:
-                _log.warn(
-                    "{script} [{pid}] died before its body; 502",
-                    script=self.scriptName,
-                    pid=self._pid,
-                )
-                sendError(self.request, 502, "Bad Gateway", "The CGI script failed")
-            self._stopScript()
-            return
-        if signal is not None or (self._remaining is not None and self._remaining > 0):
-            # The body is incomplete: closing the connection is the only way
-            # the client can tell (a final chunk would look complete).
-            _log.warn(
-                "{script} [{pid}]: response cut short; closing the connection",
-                script=self.scriptName,
-                pid=self._pid,
-            )
-            self._finished = True
-            self._cutResponse()
-            self._stopScript()
-            return
-        self._endResponse()
+        self._become(RunState.ENDING)
+        if previous is not RunState.STOPPING:
+            self._terminate()
 
-    def _endNPH(self) -> None:
+    def _terminate(self) -> None:
         """
-        An NPH response has no framing the server knows: it ends with the
-        connection. (The request never finishes, so it is logged here.)
-        """
-        request = self.request
-        self._releaseProducer()
-        factory = getattr(getattr(request, "channel", None), "factory", None)
-        if factory is not None:
-            factory.log(request)
-        cutResponse(request)
-
-    def _badGateway(self, why: str) -> None:
-        """
-        The script's output is not a CGI response: 502, with the cause in the
-        log only.
-        """
-        self._failed = True
-        _log.error(
-            "{script} [{pid}]: bad CGI response: {why}",
-            script=self.scriptName,
-            pid=self._pid,
-            why=why,
-        )
-        self._stopScript()
-        sendError(self.request, 502, "Bad Gateway", "The CGI script failed")
-
-    def _stopScript(self) -> None:
-        """
-        End the script and what it started, even if the script itself has
-        exited: SIGTERM to its process group, SIGKILL after L{KILL_GRACE}
-        seconds if any of it is still there.
+        SIGTERM to the script's process group, SIGKILL after L{KILL_GRACE}
+        seconds if any of it is still there (L{IScriptTransport.terminate}).
         """
         transport: Any = self.transport
-        if transport is None or self._stopping:
-            return
-        self._stopping = True
-        self._cancelTimer()
-        self._cancelLinger()
-        transport.terminate(KILL_GRACE).addCallback(self._terminated)
+        if transport is not None:
+            transport.terminate(KILL_GRACE).addCallback(self._terminated)
 
     def _terminated(self, killed: bool) -> None:
         if killed:
             _log.warn(
                 "{script} [{pid}] did not end on SIGTERM; killed",
                 script=self.scriptName,
-                pid=self._pid,
+                pid=self.pid,
             )
-
-    # What lingers after the response
-
-    def _lingerFromNow(self) -> None:
-        """
-        The response is over, but the script or what it started may still
-        run: from now on --cgi-timeout bounds how long.
-        """
-        self._cancelTimer()
-        if (
-            self._timeout
-            and not self._stopping
-            and self._lingerTimer is None
-            and not self.ended.called
-        ):
-            self._lingerTimer = self._reactor.callLater(self._timeout, self._lingered)
-
-    def _cancelLinger(self) -> None:
-        if self._lingerTimer is not None:
-            if self._lingerTimer.active():
-                self._lingerTimer.cancel()
-            self._lingerTimer = None
-
-    def _lingered(self) -> None:
-        self._lingerTimer = None
-        _log.warn(
-            "{script} [{pid}] still running {seconds} s after its response "
-            "ended; ending it",
-            script=self.scriptName,
-            pid=self._pid,
-            seconds=self._timeout,
-        )
-        self._stopScript()
-
-    def _releaseProducer(self) -> None:
-        """
-        Stop tying the script's output to the client's pace (the response is
-        over, one way or another).
-        """
-        if self._response is not None:
-            self._response.detach()
-
-    def _cutResponse(self) -> None:
-        """
-        End a response that cannot be completed, the way its protocol
-        allows (see L{cutResponse}).
-        """
-        if self._response is not None:
-            self._response.cut()
-        else:
-            cutResponse(self.request)
 
     def _clientLost(self, reason: Failure) -> None:
         """
         The client went away: nothing more can be sent; end the script.
         """
-        self._clientGone = True
         if self._sender is not None:
             self._sender.stopProducing()
-        self._stopScript()
+        self._endScript()
 
     # IPushProducer, for the response: pause reading the script when the
     # client is slow.
 
     def pauseProducing(self) -> None:
-        # The client is slow: the script waiting on a full pipe is not idle.
-        self._paused = True
-        self._cancelTimer()
+        if self.state is RunState.RUNNING:
+            # The client is slow: the script waiting on a full pipe is not
+            # idle.
+            self.setTimeout(None)
         transport: Any = self.transport
         if transport is not None:
             transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        self._paused = False
-        self._armTimer()
+        if self.state is RunState.RUNNING:
+            self.setTimeout(self._timeout)
         transport: Any = self.transport
         if transport is not None:
             transport.resumeProducing()

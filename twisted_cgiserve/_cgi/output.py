@@ -1,0 +1,377 @@
+# -*- test-case-name: tests.cgi.test_output -*-
+"""
+What a CGI script's standard output becomes: the response to its request.
+
+Two strategies stand behind one interface, L{IScriptOutput}:
+
+ - L{ParsedOutput}, for ordinary scripts: the header block is parsed
+   (L{twisted_cgiserve._cgi.head}), the server writes the status line and
+   headers, and the body follows within the script's C{Content-Length}, if
+   it gave one;
+ - L{NPHOutput}, for non-parsed-header scripts: the output is the whole
+   HTTP/1.x response and goes to the connection unmodified.
+
+A strategy owns the response and nothing else: the script's process, its
+timers and its end belong to the protocol
+(L{twisted_cgiserve._cgi.protocol.ScriptRun}), which learns from each call,
+as a L{Progress}, whether the response goes on, is complete, or is over
+without completing (the script must then be ended).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from zope.interface import Attribute, Interface, implementer
+
+from twisted.internet.interfaces import IPushProducer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+
+from twisted_cgiserve._cgi.head import (
+    CGIHead,
+    HeadParser,
+    MalformedHead,
+    ResponseKind,
+)
+from twisted_cgiserve._http.errors import sendError, statusPhrase
+from twisted_cgiserve._http.response import ResponseSender, cutResponse
+
+__all__ = [
+    "IScriptOutput",
+    "IScriptSource",
+    "NPHOutput",
+    "ParsedOutput",
+    "Progress",
+]
+
+_log = Logger(namespace="cgiserve.cgi")
+
+
+class Progress(Enum):
+    """
+    Where a response stands after a strategy handled the script's output.
+    """
+
+    #: More output is expected.
+    STREAMING = "streaming"
+    #: The response is complete; what is left of the script may run on.
+    COMPLETE = "complete"
+    #: The response ended without completing (an error page, a cut, a local
+    #: redirect): the script must be ended.
+    OVER = "over"
+
+
+class IScriptSource(IPushProducer):
+    """
+    The script run a strategy writes the response for: the body's producer
+    (the client's pace reaches the script through it), named in log lines.
+    """
+
+    scriptName = Attribute("The script's URL path (L{str}), for log lines.")
+    pid = Attribute("The script's process ID (L{int}), for log lines.")
+
+
+class IScriptOutput(Interface):
+    """
+    A script's standard output, turned into its request's response.
+    """
+
+    def dataReceived(data: bytes) -> Progress:
+        """
+        More output from the script.
+        """
+
+    def outputEnded(exitReason: Failure | None, shuttingDown: bool) -> Progress | None:
+        """
+        The script's output has ended: end the response accordingly.
+
+        @param exitReason: How the script exited, or L{None} while it runs.
+        @param shuttingDown: Whether the server's shutdown is ending the
+            script (a response not begun gets a 503).
+        @return: L{None} when the response cannot be decided before the
+            script's exit (call again with its C{exitReason}); else never
+            L{Progress.STREAMING}.
+        """
+
+    def timedOut() -> None:
+        """
+        The script was silent for too long and is being ended: answer with a
+        504 if nothing was sent yet, else cut the response.
+        """
+
+
+@implementer(IScriptOutput)
+class ParsedOutput:
+    """
+    A CGI response: the script's header block, parsed, then its body.
+    """
+
+    def __init__(
+        self,
+        request: IRequest,
+        script: IScriptSource,
+        reactor: Any,
+        localRedirect: Callable[[Any, bytes], object],
+    ) -> None:
+        """
+        @param localRedirect: Serves a local redirect's path for C{request}.
+        """
+        # Any Twisted request: the consumer methods used here are not part
+        # of IRequest.
+        self._request: Any = request
+        self._script = script
+        self._reactor = reactor
+        self._localRedirect = localRedirect
+        self._parser = HeadParser()
+        self._head: CGIHead | None = None
+        # What is left of the script's Content-Length, when it gave one.
+        self._remaining: int | None = None
+        self._response: ResponseSender | None = None
+
+    def dataReceived(self, data: bytes) -> Progress:
+        """
+        See L{IScriptOutput.dataReceived}.
+        """
+        if self._head is None:
+            try:
+                result = self._parser.feed(data)
+            except MalformedHead as e:
+                return self._badGateway(str(e))
+            if result is None:
+                return Progress.STREAMING
+            head, data = result
+            self._head = head
+            if not self._startResponse(head):
+                return Progress.OVER
+        return self._writeBody(data)
+
+    def _startResponse(self, head: CGIHead) -> bool:
+        """
+        Send the status and headers; C{False} when no body is to follow
+        from this script (a local redirect took over).
+        """
+        request = self._request
+        for line in head.dropped:
+            _log.warn(
+                "{script}: dropped CGI header line {line!r}",
+                script=self._script.scriptName,
+                line=line,
+            )
+        if head.kind is ResponseKind.LOCAL_REDIRECT:
+            assert head.location is not None
+            try:
+                self._localRedirect(request, head.location)
+            except Exception:
+                # Whatever the redirect's target did, this script's part is
+                # over and it must still be ended (by the caller, on OVER).
+                _log.failure(
+                    "{script}: local redirect to {location!r} failed",
+                    script=self._script.scriptName,
+                    location=head.location,
+                )
+                if not request.startedWriting:
+                    sendError(request, 500, "Internal Server Error")
+            return False
+        reason = head.reason
+        request.setResponseCode(
+            head.status, statusPhrase(reason.decode("latin-1")) if reason else None
+        )
+        # Twisted's default Content-Type is for its own pages, not scripts'.
+        setattr(request, "defaultContentType", None)  # noqa: B010
+        headers = request.responseHeaders
+        for name, value in head.headers:
+            headers.addRawHeader(name, value)
+        if head.contentLength is not None:
+            headers.setRawHeaders(b"content-length", [b"%d" % head.contentLength])
+            if request.method != b"HEAD" and head.status not in (204, 304):
+                # Enforced: no more is sent, and less means a cut response.
+                self._remaining = head.contentLength
+        self._response = ResponseSender(request, self._script, self._reactor)
+        self._response.start()
+        return True
+
+    def _writeBody(self, data: bytes) -> Progress:
+        if not data:
+            return Progress.STREAMING
+        if self._remaining is not None:
+            if len(data) > self._remaining:
+                _log.warn(
+                    "{script} wrote more than its Content-Length; extra bytes dropped",
+                    script=self._script.scriptName,
+                )
+                data = data[: self._remaining]
+            self._remaining -= len(data)
+            if not data:
+                return Progress.STREAMING
+        self._request.write(data)
+        if self._remaining == 0:
+            # Complete: end the response now, whatever the script does next
+            # (it may linger; the client may close).
+            return self._finish()
+        return Progress.STREAMING
+
+    def _finish(self) -> Progress:
+        assert self._response is not None
+        self._response.finish()
+        return Progress.COMPLETE
+
+    def outputEnded(
+        self, exitReason: Failure | None, shuttingDown: bool
+    ) -> Progress | None:
+        """
+        See L{IScriptOutput.outputEnded}.
+
+        The response ends at the end of the output, even if the script (or
+        what it started) still runs; only output that ended before the head
+        was complete waits for the script's exit.
+        """
+        request = self._request
+        if self._head is None:
+            if exitReason is None:
+                return None
+            if shuttingDown:
+                sendError(request, 503, "Server shutting down")
+                return Progress.OVER
+            try:
+                self._parser.finish()
+            except MalformedHead as e:
+                return self._badGateway(str(e))
+            return None
+        signal = (
+            None if exitReason is None else getattr(exitReason.value, "signal", None)
+        )
+        if signal is not None and not request.startedWriting:
+            # Nothing has been sent yet (headers go out with the first body
+            # byte): the client can still get a status.
+            if self._response is not None:
+                self._response.detach()
+            if shuttingDown:
+                sendError(request, 503, "Server shutting down")
+            else:
+                _log.warn(
+                    "{script} [{pid}] died before its body; 502",
+                    script=self._script.scriptName,
+                    pid=self._script.pid,
+                )
+                sendError(request, 502, "Bad Gateway", "The CGI script failed")
+            return Progress.OVER
+        if signal is not None or (self._remaining is not None and self._remaining > 0):
+            # The body is incomplete: closing the connection is the only way
+            # the client can tell (a final chunk would look complete).
+            _log.warn(
+                "{script} [{pid}]: response cut short; closing the connection",
+                script=self._script.scriptName,
+                pid=self._script.pid,
+            )
+            self._cut()
+            return Progress.OVER
+        return self._finish()
+
+    def timedOut(self) -> None:
+        """
+        See L{IScriptOutput.timedOut}.
+        """
+        if not self._request.startedWriting:
+            sendError(
+                self._request,
+                504,
+                "Gateway Timeout",
+                "The CGI script did not answer in time",
+            )
+            return
+        self._cut()
+
+    def _cut(self) -> None:
+        """
+        End a response that cannot be completed, the way its protocol
+        allows (see L{cutResponse}).
+        """
+        if self._response is not None:
+            self._response.cut()
+        else:
+            cutResponse(self._request)
+
+    def _badGateway(self, why: str) -> Progress:
+        """
+        The script's output is not a CGI response: 502, with the cause in the
+        log only.
+        """
+        _log.error(
+            "{script} [{pid}]: bad CGI response: {why}",
+            script=self._script.scriptName,
+            pid=self._script.pid,
+            why=why,
+        )
+        sendError(self._request, 502, "Bad Gateway", "The CGI script failed")
+        return Progress.OVER
+
+
+@implementer(IScriptOutput)
+class NPHOutput:
+    """
+    A non-parsed-header response: the script's output is the whole HTTP/1.x
+    response (status line included) and goes to the connection unmodified;
+    it ends with the connection.
+    """
+
+    def __init__(self, request: IRequest, script: IScriptSource, reactor: Any) -> None:
+        self._request: Any = request
+        self._script = script
+        self._reactor = reactor
+        self._response: ResponseSender | None = None
+
+    def dataReceived(self, data: bytes) -> Progress:
+        """
+        See L{IScriptOutput.dataReceived}.
+        """
+        request = self._request
+        if self._response is None:
+            self._response = ResponseSender(request, self._script, self._reactor)
+            self._response.start()
+            # For the access log: the status the script's own line gives.
+            words = data.split(b"\n", 1)[0].split()
+            if (
+                len(words) >= 2
+                and words[0].startswith(b"HTTP/")
+                and len(words[1]) == 3
+                and words[1].isdigit()
+            ):
+                request.code = int(words[1])
+        # Written past the request, so counted here for the access log.
+        request.sentLength = getattr(request, "sentLength", 0) + len(data)
+        # NPH is HTTP/1.x only: the request's channel is the connection.
+        transport = getattr(request.channel, "transport", None)
+        if transport is not None:
+            transport.write(data)
+        return Progress.STREAMING
+
+    def outputEnded(
+        self, exitReason: Failure | None, shuttingDown: bool
+    ) -> Progress | None:
+        """
+        See L{IScriptOutput.outputEnded}: an NPH response has no framing the
+        server knows, so it ends with the connection. (The request never
+        finishes, so it is logged here.)
+        """
+        request = self._request
+        if self._response is not None:
+            self._response.detach()
+        factory = getattr(getattr(request, "channel", None), "factory", None)
+        if factory is not None:
+            factory.log(request)
+        cutResponse(request)
+        return Progress.COMPLETE
+
+    def timedOut(self) -> None:
+        """
+        See L{IScriptOutput.timedOut}: whatever was sent, the response can
+        only be cut.
+        """
+        if self._response is not None:
+            self._response.cut()
+        else:
+            cutResponse(self._request)
