@@ -1,17 +1,22 @@
 """
-Tests for L{twisted_cgiserve.tap}: option parsing and the service it builds,
-without sockets.
+Tests for L{twisted_cgiserve.tap}: option parsing into a
+L{ServerConfig}, and the service it builds, without sockets.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
 from tests.support.certs import makeCertificate
-from twisted_cgiserve._service.listen import ListeningService, parsePort
+from twisted_cgiserve._service.config import ServerConfig
+from twisted_cgiserve._service.listen import ListeningService
+from twisted_cgiserve._service.ports import parsePort
 from twisted_cgiserve._service.reload import ReloadService
 from twisted_cgiserve._service.shutdown import ShutdownService
 from twisted_cgiserve._service.systemd import ReadinessService
@@ -32,8 +37,8 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     options = _parse()
     assert options["directory"] == str(tmp_path)
-    assert [str(s) for s in options["listen"]] == ["[::]:8000 (and 0.0.0.0:8000)"]
-    settings = options.settings()
+    assert [str(s) for s in options.config.listen] == ["[::]:8000 (and 0.0.0.0:8000)"]
+    settings = options.config.settings
     assert settings.cgiDirectories == ("/cgi-bin", "/htbin")
     assert settings.cgiEnabled
 
@@ -48,46 +53,12 @@ def test_repeatedOptions(tmp_path: Path) -> None:
         "--cgi-dir", "/scripts/", "--cgi-dir", "/a/b", "--no-cgi",
     )  # fmt: skip
     assert options["directory"] == str(tmp_path)
-    assert [s.description for s in options["listen"]] == [None, "unix:/tmp/x.sock"]
-    assert options.settings().cgiDirectories == ("/scripts", "/a/b")
-    assert not options.settings().cgiEnabled
-
-
-@pytest.mark.parametrize(
-    ("bind", "description"),
-    [
-        ("127.0.0.1", "tcp:8000:interface=127.0.0.1"),
-        ("::1", "tcp6:8000:interface=\\:\\:1"),
-        ("[::1]", "tcp6:8000:interface=\\:\\:1"),
-        ("0.0.0.0", "tcp:8000:interface=0.0.0.0"),
-    ],
-)
-def test_bind(bind: str, description: str) -> None:
-    """
-    --bind turns a bare port into a TCP endpoint on that address, IPv6
-    literals escaped for the endpoint syntax.
-    """
-    assert parsePort("8000", bind).description == description
-
-
-def test_bindHostName() -> None:
-    """
-    A host name binds to its first address, as http.server does.
-    """
-    description = parsePort("8000", "localhost").description
-    assert description in (
-        "tcp:8000:interface=127.0.0.1",
-        "tcp6:8000:interface=\\:\\:1",
-    )
-
-
-def test_bindOnlyQualifiesBareNumbers() -> None:
-    """
-    An endpoint description says where it listens; --bind leaves it alone.
-    """
-    assert parsePort("tcp:9:interface=::", "127.0.0.1").description == (
-        "tcp:9:interface=::"
-    )
+    assert [s.description for s in options.config.listen] == [
+        None,
+        "unix:/tmp/x.sock",
+    ]
+    assert options.config.settings.cgiDirectories == ("/scripts", "/a/b")
+    assert not options.config.settings.cgiEnabled
 
 
 @pytest.mark.parametrize(
@@ -102,7 +73,6 @@ def test_bindOnlyQualifiesBareNumbers() -> None:
         (["--frobnicate"], "not recognized"),
         (["--tls-key", "k.pem"], "--tls-key requires --tls-cert to be set"),
         (["--tls-password-file", "p"], "--tls-password-file requires --tls-cert"),
-        (["--tls-cert", "/nonexistent.pem"], "cannot read --tls-cert"),
         (["--header", "X-Frame-Options"], "is not 'Name: value'"),
         (["--header", "Bad Name: 1"], "is not 'Name: value'"),
         (["-H", "Content-Length: 5"], "Content-Length is set by the server"),
@@ -111,6 +81,12 @@ def test_bindOnlyQualifiesBareNumbers() -> None:
         (["--port", "ssl:443:sslmethod=SSLv23_METHOD"], "sslmethod is not supported"),
         (["--cgi-pass-env", "NOTIFY_SOCKET"], "never passed to scripts"),
         (["--cgi-pass-env", "LISTEN_FDS"], "never passed to scripts"),
+        (["--cgi-timeout", "soon"], "--cgi-timeout 'soon' is not a number"),
+        (["--cgi-max-processes", "1.5"], "'1.5' is not a whole number"),
+        (["--send-timeout", "-1"], "--send-timeout must not be negative"),
+        (["--cgi-user", "no-such-user-here"], "no such user"),
+        (["--cgi-set-env", "=x"], "is not NAME=VALUE"),
+        (["-H", "X-A: a\rb"], "line breaks are not allowed"),
     ],
 )
 def test_usageErrors(
@@ -196,11 +172,11 @@ def test_headers(tmp_path: Path) -> None:
         "-H", "Access-Control-Allow-Origin: *",
         "-H", "X-Empty:",
     )  # fmt: skip
-    assert options["headers"] == [
+    assert options.config.headers == (
         (b"Strict-Transport-Security", b"max-age=63072000"),
         (b"Access-Control-Allow-Origin", b"*"),
         (b"X-Empty", b""),
-    ]
+    )
 
 
 def test_tlsCertWithoutTLSPort(
@@ -215,3 +191,147 @@ def test_tlsCertWithoutTLSPort(
         _parse("--tls-cert", str(c.combined), "--port", "tcp:8443")
     assert exit.value.code == 2
     assert "no --port uses it" in capsys.readouterr().err
+
+
+def test_config(tmp_path: Path) -> None:
+    """
+    The options become one frozen configuration holding every value the
+    service is built from.
+    """
+    options = _parse(
+        "--directory", str(tmp_path), "--access-log", "-",
+        "--idle-timeout", "5", "--header-timeout", "6", "--send-timeout", "7",
+        "--max-body-size", "8", "--shutdown-grace", "9",
+        "--cgi-timeout", "10", "--cgi-max-processes", "11",
+    )  # fmt: skip
+    config = options.config
+    assert isinstance(config, ServerConfig)
+    assert (
+        config.directory,
+        config.accessLog,
+        config.idleTimeout,
+        config.headerTimeout,
+        config.sendTimeout,
+        config.maxBodySize,
+        config.shutdownGrace,
+    ) == (str(tmp_path), "-", 5.0, 6.0, 7.0, 8, 9.0)
+    assert (config.settings.cgiTimeout, config.settings.cgiMaxProcesses) == (10, 11)
+
+
+NO_REACTOR = """
+import sys
+from twisted_cgiserve.tap import Options
+
+options = Options()
+options.parseOptions(sys.argv[1:])
+print("twisted.internet.reactor" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize(
+    "port", ["8000", "tcp:8000:interface=127.0.0.1", "unix:/tmp/x.sock"]
+)
+def test_parsingInstallsNoReactor(tmp_path: Path, port: str) -> None:
+    """
+    Parsing the options, endpoint descriptions included, installs no
+    reactor: twistd installs the one it is asked for (--reactor) after
+    the options are parsed.
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", NO_REACTOR, "--directory", str(tmp_path), "-p", port],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
+
+
+def test_badDescriptionNeedsNoReactor(capsys: pytest.CaptureFixture[str]) -> None:
+    """
+    A malformed description is a usage error while parsing, naming the
+    value, though no reactor exists yet.
+    """
+    with pytest.raises(SystemExit) as exit:
+        _parse("--port", "tcp:notaport")
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("twistd cgiserve: error: bad --port tcp:notaport: ")
+    assert "notaport" in err.removeprefix("twistd cgiserve: error: bad --port")
+
+
+def test_badTLSFilesInMakeService(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    The TLS files are read in makeService (before twistd drops privileges):
+    a bad one ends it with the one line and exit status 2 of every
+    configuration error, and no service.
+    """
+    options = _parse("--directory", str(tmp_path), "--tls-cert", "/nonexistent.pem")
+    with pytest.raises(SystemExit) as exit:
+        makeService(options, reactor=MemoryReactor())
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "twistd cgiserve: error: cannot read --tls-cert '/nonexistent.pem': No "
+        "such file or directory (see 'twistd cgiserve --help')"
+    ]
+
+
+def test_tlsLoadedInMakeService(tmp_path: Path) -> None:
+    """
+    Parsing the options reads no TLS file (it may not exist yet);
+    makeService reads it, and the ports that use it speak TLS.
+    """
+    c = makeCertificate(tmp_path)
+    combined = tmp_path / "later.pem"
+    options = _parse(
+        "--directory", str(tmp_path), "--tls-cert", str(combined),
+        "--bind", "127.0.0.1", "--port", "8443", "--port", "tcp:8080",
+    )  # fmt: skip
+    combined.write_bytes(c.combined.read_bytes())
+    reactor = MemoryReactor()
+    service = makeService(options, reactor=reactor)
+    listening = [s for s in service if isinstance(s, ListeningService)]
+    assert [s.spec.secure for s in listening] == [True, False]
+    service.privilegedStartService()
+    factories = [type(f).__name__ for _p, f, _b, _i in reactor.tcpServers]
+    assert factories == ["TLSMemoryBIOFactory", "CGIServeSite"]
+
+
+def test_badEndpointInMakeService(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    An endpoint that cannot be built with the real reactor (here: a systemd
+    socket that was not passed) is the same one-line usage error.
+    """
+    options = _parse("--directory", str(tmp_path))
+    options.config = replace(
+        options.config, listen=(parsePort("systemd:domain=INET:index=7", None),)
+    )
+    with pytest.raises(SystemExit) as exit:
+        makeService(options, reactor=MemoryReactor())
+    assert exit.value.code == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("twistd cgiserve: error: bad --port systemd:")
+    assert "systemd passed no such socket" in line
+
+
+def test_accessLogCannotOpen(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    An access log that cannot be opened ends makeService with one line and
+    exit status 1.
+    """
+    log = tmp_path / "no-such-dir" / "access.log"
+    options = _parse("--directory", str(tmp_path), "--access-log", str(log))
+    with pytest.raises(SystemExit) as exit:
+        makeService(options, reactor=MemoryReactor())
+    assert exit.value.code == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"twistd cgiserve: cannot open --access-log {str(log)!r}: "
+        "No such file or directory"
+    ]

@@ -7,6 +7,11 @@ Options follow C{python -m http.server} where it has a word for the thing
 users of either feel at home. Every configuration error ends the process
 with one line on standard error and exit status 2, never a traceback or
 twistd's whole usage text.
+
+Parsing the options checks them into a L{ServerConfig} without a reactor
+(twistd installs the one it was asked for afterwards); L{makeService} then
+reads the TLS files, builds the endpoints and assembles the services, all
+before twistd drops privileges.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
@@ -26,14 +31,10 @@ from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
 from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
 from twisted_cgiserve._http.site import CGIServeSite
 from twisted_cgiserve._root import makeRootResource
-from twisted_cgiserve._service.journald import JOURNALD_LOGGER, logsToJournal
-from twisted_cgiserve._service.listen import (
-    ListeningService,
-    ListenSpec,
-    endpointFor,
-    parsePort,
-)
-from twisted_cgiserve._service.logfile import NODE_LOGGER, openNodeLog
+from twisted_cgiserve._service.config import ServerConfig
+from twisted_cgiserve._service.endpoints import checkDescription, endpointFor
+from twisted_cgiserve._service.listen import ListeningService
+from twisted_cgiserve._service.ports import ListenSpec, parsePort
 from twisted_cgiserve._service.reload import ReloadService
 from twisted_cgiserve._service.shutdown import ShutdownService
 from twisted_cgiserve._service.systemd import ReadinessService
@@ -42,6 +43,7 @@ from twisted_cgiserve._service.tls import (
     TLSConfigurationError,
     TLSFiles,
 )
+from twisted_cgiserve._service.twistdlog import chooseLogger
 from twisted_cgiserve._settings import Settings
 from twisted_cgiserve._version import __version__
 
@@ -98,7 +100,14 @@ def _number(kind: type[float] | type[int], option: str) -> Any:
 class Options(usage.Options):
     """
     The options of C{twistd cgiserve}.
+
+    @ivar config: What the options describe, once parsed and checked.
+    @ivar parent: twistd's own options, when parsed as its subcommand (set
+        by L{usage.Options} before these are parsed).
     """
+
+    config: ServerConfig
+    parent: usage.Options | None = None
 
     synopsis = "[options]"
     longdesc = (
@@ -315,14 +324,16 @@ class Options(usage.Options):
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
-            message = str(e).removeprefix("Parameter type enforcement failed: ")
-            sys.stderr.write(
-                f"twistd cgiserve: error: {message} (see 'twistd cgiserve --help')\n"
+            _configurationError(
+                str(e).removeprefix("Parameter type enforcement failed: ")
             )
-            sys.stderr.flush()
-            raise SystemExit(_EXIT_USAGE) from None
 
     def postOptions(self) -> None:
+        """
+        Check the options and set L{config}. Nothing here needs a reactor
+        (twistd has not chosen one yet) or reads the TLS files (that is
+        C{makeService}'s work).
+        """
         directory = self["directory"] or os.getcwd()
         if not os.path.isdir(directory):
             reason = (
@@ -353,7 +364,7 @@ class Options(usage.Options):
             if self[name] < 0:
                 raise usage.UsageError(f"--{name} must not be negative")
         try:
-            self.settings()
+            settings = self.settings()
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
         if not self["no-cgi"]:
@@ -365,15 +376,13 @@ class Options(usage.Options):
                 ) from None
 
         tls = self._tlsFiles()
-        ports = self["ports"] or [_DEFAULT_PORT]
         specs: list[ListenSpec] = []
-        for value in ports:
+        for value in self["ports"] or [_DEFAULT_PORT]:
             try:
                 spec = parsePort(value, self["bind"], tls)
-                if spec.description is not None:
-                    # Parse now so a malformed description is a usage error,
-                    # not a traceback at start-up.
-                    endpointFor(_reactor(), spec)
+                # Now, so that a malformed description is a usage error, not
+                # a traceback at start-up.
+                checkDescription(spec)
             except ValueError as e:
                 raise usage.UsageError(str(e)) from None
             specs.append(spec)
@@ -382,17 +391,24 @@ class Options(usage.Options):
                 "--tls-cert is given but no --port uses it (bare numbers and "
                 "systemd: ports do; tcp: and unix: ones stay plain HTTP)"
             )
-        self["listen"] = specs
-        # Read the certificates now, before twistd drops privileges, and so
-        # that a bad file is a one-line error rather than failed handshakes.
-        self["tls-creators"] = {}
-        for spec in specs:
-            if spec.tls is not None and spec.tls not in self["tls-creators"]:
-                try:
-                    self["tls-creators"][spec.tls] = ReloadingServerCreator(spec.tls)
-                except TLSConfigurationError as e:
-                    raise usage.UsageError(str(e)) from None
-        self._chooseLogger()
+        # twistd resolves the logger it is given in its own postOptions,
+        # after this one.
+        try:
+            chooseLogger(self.parent)
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self.config = ServerConfig(
+            directory=self["directory"],
+            settings=settings,
+            listen=tuple(specs),
+            accessLog=self["access-log"],
+            idleTimeout=self["idle-timeout"],
+            headerTimeout=self["header-timeout"],
+            sendTimeout=self["send-timeout"],
+            maxBodySize=self["max-body-size"],
+            shutdownGrace=self["shutdown-grace"],
+            headers=tuple(self["headers"]),
+        )
 
     def _tlsFiles(self) -> TLSFiles | None:
         if self["tls-cert"] is None:
@@ -401,34 +417,6 @@ class Options(usage.Options):
                     raise usage.UsageError(f"--{name} requires --tls-cert to be set")
             return None
         return TLSFiles(self["tls-cert"], self["tls-key"], self["tls-password-file"])
-
-    def _chooseLogger(self) -> None:
-        """
-        Replace twistd's log observer where it would do harm, unless another
-        logger (or syslog) was asked for:
-
-          - Under systemd, write the journal's format (no timestamps,
-            priority prefixes) when twistd would log to a standard output
-            that is the journal.
-          - A C{--logfile} that is a character device (C{/dev/null}) or a
-            FIFO is written to as it is: twistd's would rotate it by
-            renaming it, replacing C{/dev/null} with a regular file for the
-            whole machine.
-        """
-        parent = getattr(self, "parent", None)
-        if parent is None or parent.get("logger") is not None or parent.get("syslog"):
-            return
-        # twistd resolves these names in its own postOptions, after ours.
-        logfile = parent.get("logfile")
-        if logfile in (None, "", "-"):
-            if parent.get("nodaemon") and logsToJournal():
-                parent["logger"] = JOURNALD_LOGGER
-            return
-        try:
-            if openNodeLog(logfile):
-                parent["logger"] = NODE_LOGGER
-        except ValueError as e:
-            raise usage.UsageError(str(e)) from None
 
     def settings(self) -> Settings:
         """
@@ -446,54 +434,102 @@ class Options(usage.Options):
         )
 
 
-def _reactor() -> Any:
+def _configurationError(message: str) -> NoReturn:
     """
-    The global reactor, imported only when needed so that parsing options
-    (and C{twistd --help}) never installs one.
+    End the process as every configuration error does: one line on standard
+    error, exit status 2.
+    """
+    sys.stderr.write(
+        f"twistd cgiserve: error: {message} (see 'twistd cgiserve --help')\n"
+    )
+    sys.stderr.flush()
+    raise SystemExit(_EXIT_USAGE) from None
+
+
+def _globalReactor() -> Any:
+    """
+    The global reactor, imported only when the service is made (twistd has
+    installed the one it was asked for by then), never while the options are
+    parsed.
     """
     from twisted.internet import reactor  # noqa: PLC0415
 
     return reactor
 
 
+def _loadCertificates(
+    specs: Sequence[ListenSpec],
+) -> dict[TLSFiles, ReloadingServerCreator]:
+    """
+    Read and check every certificate and key the ports use, once each:
+    before twistd drops privileges (private keys are usually readable by
+    root alone), and so that a bad file is a one-line error rather than
+    failed handshakes.
+    """
+    creators: dict[TLSFiles, ReloadingServerCreator] = {}
+    for spec in specs:
+        if spec.tls is not None and spec.tls not in creators:
+            try:
+                creators[spec.tls] = ReloadingServerCreator(spec.tls)
+            except TLSConfigurationError as e:
+                _configurationError(str(e))
+    return creators
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     """
-    Build the server: one listening service per port, all serving the same
-    site.
+    Build the server from the checked options: the TLS settings and the
+    endpoints first (twistd calls this before it drops privileges, and
+    before it sends its log anywhere but standard error, so a bad file or
+    port is still one line on the terminal), then the site, and the tree of
+    services that runs it:
+
+      - the shutdown service, first: it stops last, draining the site once
+        the ports are closed;
+      - one listening service per port, all serving the same site;
+      - the reload service (SIGHUP, SIGUSR1);
+      - the readiness service, last: it starts once every port is bound and
+        stops first.
     """
+    config: ServerConfig = options.config
     if reactor is None:
-        reactor = _reactor()
+        reactor = _globalReactor()
+    creators = _loadCertificates(config.listen)
+    endpoints = []
+    for spec in config.listen:
+        tls = creators[spec.tls] if spec.tls is not None else None
+        try:
+            endpoints.append(endpointFor(reactor, spec, tls))
+        except ValueError as e:
+            _configurationError(str(e))
     try:
-        accessLog = AccessLog(options["access-log"], reactor)
+        accessLog = AccessLog(config.accessLog, reactor)
     except OSError as e:
         sys.stderr.write(
-            f"twistd cgiserve: cannot open --access-log {options['access-log']!r}: "
+            f"twistd cgiserve: cannot open --access-log {config.accessLog!r}: "
             f"{e.strerror}\n"
         )
         raise SystemExit(1) from None
-    resource = makeRootResource(options["directory"], options.settings(), reactor)
+    resource = makeRootResource(config.directory, config.settings, reactor)
     site = CGIServeSite(
         resource,
         accessLog=accessLog,
         reactor=reactor,
-        timeout=options["idle-timeout"] or None,
-        maxBodySize=options["max-body-size"],
-        headerTimeout=options["header-timeout"],
-        sendTimeout=options["send-timeout"],
-        extraHeaders=options["headers"],
+        timeout=config.idleTimeout or None,
+        maxBodySize=config.maxBodySize,
+        headerTimeout=config.headerTimeout,
+        sendTimeout=config.sendTimeout,
+        extraHeaders=config.headers,
     )
-    creators: dict[TLSFiles, ReloadingServerCreator] = options["tls-creators"]
     parent = MultiService()
     ShutdownService(
-        site, cast(Any, resource), options["shutdown-grace"], reactor
+        site, cast(Any, resource), config.shutdownGrace, reactor
     ).setServiceParent(parent)
     listening = []
-    for spec in options["listen"]:
-        tls = creators[spec.tls] if spec.tls is not None else None
-        service = ListeningService(spec, endpointFor(reactor, spec, tls), site)
+    for spec, endpoint in zip(config.listen, endpoints, strict=True):
+        service = ListeningService(spec, endpoint, site, reactor)
         service.setServiceParent(parent)
         listening.append(service)
-    # Last, so that it starts once every port is bound and stops first.
     readiness = ReadinessService(listening, reactor)
     ReloadService(
         reactor, list(creators.values()), accessLog, readiness

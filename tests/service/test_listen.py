@@ -1,6 +1,7 @@
 """
-Tests for L{twisted_cgiserve._service.listen.ListeningService}: a port that cannot be
-bound ends the process with one line on standard error and exit status 1,
+Tests for L{twisted_cgiserve._service.listen.ListeningService}: the port it
+listens on is announced, kept and stopped; a port that cannot be bound ends
+the process with one line on standard error and exit status 1,
 whether the endpoint fails at once or later (its L{Deferred} failing while
 the reactor runs, where a C{SystemExit} would only be logged as an
 unhandled error in a L{Deferred} and the server would run on without its
@@ -15,27 +16,26 @@ after a delay, as a C{systemd:}-like or third-party endpoint can.
 from __future__ import annotations
 
 import errno
-import os
-import re
-import socket
-import textwrap
 from pathlib import Path
 from typing import Any
 
 from zope.interface import implementer
 
 import pytest
+from twisted.application.internet import StreamServerEndpointService
 from twisted.internet import defer
-from twisted.internet.address import IPv4Address
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import capturedLogs, formatEvent
 from twisted.python.failure import Failure
 
-from tests.support.server import runTwistd, startServer
+from twisted_cgiserve._service import exitstatus as _exitstatus
 from twisted_cgiserve._service import listen as _listen
-from twisted_cgiserve._service.listen import ListeningService, exitAfterStop, parsePort
+from twisted_cgiserve._service.listen import ListeningService
+from twisted_cgiserve._service.ports import parsePort
 
 IN_USE = CannotListenError(
     "127.0.0.1", 8000, OSError(errno.EADDRINUSE, "Address already in use")
@@ -155,8 +155,8 @@ def test_failsLaterOnClock(capfd: pytest.CaptureFixture[str]) -> None:
     with pytest.MonkeyPatch.context() as patch:
         # Neither install the real exit handler in the test process nor
         # share its state.
-        patch.setattr(_listen, "_exitHandler", [True])
-        patch.setattr(_listen, "_exitStatus", status)
+        patch.setattr(_exitstatus, "_exitHandler", [True])
+        patch.setattr(_exitstatus, "_exitStatus", status)
         for svc in services:
             svc.privilegedStartService()
         for i, endpoint in enumerate(endpoints):
@@ -223,161 +223,86 @@ def test_stoppedWhileBinding(capfd: pytest.CaptureFixture[str]) -> None:
         svc = service(endpoint, exits)
         svc.privilegedStartService()
         svc.startService()
-        assert svc.stopService() is None
+        stopped: list[object] = []
+        d = svc.stopService()
+        assert d is not None
+        d.addBoth(stopped.append)
+        assert stopped == [None]
+        assert not svc.running
         assert exits == []
     assert len(cancelled) == 1
     assert capfd.readouterr().err == ""
 
 
-def test_exitAfterStop(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_announcesOnceRunning() -> None:
     """
-    L{exitAfterStop} stops a running reactor (or one once it runs) and, at
-    interpreter exit, ends the process with the status after flushing.
+    The port is announced as http.server did, one reactor turn after the
+    reactor runs (once every start-up trigger has run), and stopped with
+    the service; the service is Twisted's L{StreamServerEndpointService}.
     """
-    status: list[int] = []
-    monkeypatch.setattr(_listen, "_exitHandler", [True])
-    monkeypatch.setattr(_listen, "_exitStatus", status)
     clock = MemoryReactorClock()
-    exitAfterStop(1, clock)
-    assert status == [1] and not clock.hasStopped
-    clock.run()
-    assert clock.hasStopped
-    exited: list[int] = []
-    monkeypatch.setattr(os, "_exit", exited.append)
-    _listen._exitWithStatus()
-    assert exited == [1]
-    status.clear()
-    _listen._exitWithStatus()
-    assert exited == [1]
+    exits: list[int] = []
+    svc = service(NowEndpoint(FakePort()), exits, clock)
+    assert isinstance(svc, StreamServerEndpointService)
+    with capturedLogs() as events:
+        svc.privilegedStartService()
+        svc.startService()
+        clock.run()
+        assert _listenLog(events) == []
+        clock.advance(0)
+    assert _listenLog(events) == [
+        "Serving HTTP on 127.0.0.1 port 8000 (http://127.0.0.1:8000/) ..."
+    ]
+    port = svc.port
+    assert isinstance(port, FakePort)
+    stopped: list[object] = []
+    d = svc.stopService()
+    assert d is not None
+    d.addBoth(stopped.append)
+    assert stopped == [None] and port.stopped and svc.port is None
 
 
-# End to end
-
-
-LATE_FAIL_PLUGIN = '''
-"""
-A test-only endpoint, latefail:delay=SECONDS, whose listen fails that long
-after it was asked, as an endpoint that binds asynchronously can.
-"""
-import errno
-
-from zope.interface import implementer
-
-from twisted.internet import defer
-from twisted.internet.error import CannotListenError
-from twisted.internet.interfaces import (
-    IStreamServerEndpoint,
-    IStreamServerEndpointStringParser,
-)
-from twisted.plugin import IPlugin
-
-
-@implementer(IStreamServerEndpoint)
-class LateFail:
-    def __init__(self, reactor, delay):
-        self.reactor = reactor
-        self.delay = delay
-
-    def listen(self, factory):
-        d = defer.Deferred()
-        error = CannotListenError(
-            "", 0, OSError(errno.EADDRINUSE, "Address already in use")
-        )
-        self.reactor.callLater(self.delay, d.errback, error)
-        return d
-
-
-@implementer(IPlugin, IStreamServerEndpointStringParser)
-class Parser:
-    prefix = "latefail"
-
-    def parseStreamServer(self, reactor, delay="0"):
-        return LateFail(reactor, float(delay))
-
-
-parser = Parser()
-'''
-
-
-@pytest.fixture
-def lateFailPlugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_announcesHTTPSAndSockets(tmp_path: Path) -> None:
     """
-    Make the latefail: endpoint available to twistd (a C{twisted/plugins}
-    directory without C{__init__.py} on the path is searched for plugins).
+    A secure port says HTTPS; a UNIX socket is named by its path.
     """
-    plugins = tmp_path / "pluginpath" / "twisted" / "plugins"
-    plugins.mkdir(parents=True)
-    (plugins / "cgiserve_test_latefail.py").write_text(
-        textwrap.dedent(LATE_FAIL_PLUGIN)
+    assert _listen._describe(FakePort(), True) == (
+        "Serving HTTPS on 127.0.0.1 port 8000 (https://127.0.0.1:8000/) ..."
     )
-    path = os.environ.get("PYTHONPATH")
-    entries = [str(tmp_path / "pluginpath"), *([path] if path else [])]
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(entries))
+    sock = FakePort()
+    sock.getHost = lambda: UNIXAddress(b"/run/x.sock")  # type: ignore[method-assign,assignment,return-value]
+    assert _listen._describe(sock, False) == "Serving HTTP on /run/x.sock"
+    v6 = FakePort()
+    v6.getHost = lambda: IPv6Address("TCP", "::", 80)  # type: ignore[method-assign,assignment,return-value]
+    assert _listen._address(v6, False) == "http://[::]:80/"
 
 
-_FAILED = re.compile(
-    r"^twistd cgiserve: cannot listen on latefail:delay=[0-9.]+: "
-    r"Address already in use$",
-    re.MULTILINE,
-)
-
-
-@pytest.mark.e2e
-@pytest.mark.usefixtures("lateFailPlugin")
-def test_e2eAsyncFailureAtStartup(tmp_path: Path) -> None:
+def test_notStarted() -> None:
     """
-    The only port fails asynchronously as the server starts: one line on
-    standard error, exit status 1, no traceback (before: "Unhandled error in
-    Deferred" in the log, and the server ran on, listening nowhere).
+    A service never started has nothing to stop and no port to wait for;
+    its address is the configured one.
     """
-    result = runTwistd(["--port", "latefail:delay=0.2"], tmp_path, timeout=20)
-    assert result.returncode == 1, result
-    assert _FAILED.fullmatch(result.stderr.strip()), result.stderr
-    assert "Unhandled" not in result.stdout and "Traceback" not in result.stdout
-    assert "cannot listen on latefail" in result.stdout
+    svc = service(LaterEndpoint(), [])
+    assert svc.stopService() is None
+    failures: list[Failure] = []
+    svc.whenListening().addErrback(failures.append)
+    assert failures[0].check(RuntimeError)
+    assert svc.address() == "tcp:8000:interface=127.0.0.1"
 
 
-@pytest.mark.e2e
-@pytest.mark.usefixtures("lateFailPlugin")
-def test_e2eAsyncFailureWhileServing(tmp_path: Path) -> None:
+def test_otherFailureReason(capfd: pytest.CaptureFixture[str]) -> None:
     """
-    A second port that fails a second after the first started serving ends
-    the server (it stops as on SIGTERM, then exits 1) rather than leaving it
-    up without that port.
+    A failure that is not a socket error is named as it is.
     """
-    root = tmp_path / "root"
-    root.mkdir()
-    (root / "a.txt").write_bytes(b"a\n")
-    server = startServer(
-        root, ["--port", "tcp:0:interface=127.0.0.1", "--port", "latefail:delay=1"]
+    exits: list[int] = []
+    with pytest.raises(SystemExit):
+        service(
+            NowEndpoint(Failure(ValueError("no such thing"))), exits
+        ).privilegedStartService()
+    assert oneLine(capfd.readouterr().err) == (
+        "twistd cgiserve: cannot listen on tcp:8000:interface=127.0.0.1: no such thing"
     )
-    try:
-        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as s:
-            s.sendall(b"GET /a.txt HTTP/1.0\r\n\r\n")
-            assert s.recv(100).split(b" ")[1] == b"200"
-        assert server.process.wait(20) == 1
-    finally:
-        server.stop()
-    log = server.log()
-    assert len(_FAILED.findall(log)) == 1, log
-    assert "Unhandled" not in log and "Traceback" not in log, log
-    assert "Server Shut Down." in log
 
 
-@pytest.mark.e2e
-def test_e2ePortInUse(tmp_path: Path) -> None:
-    """
-    A port already in use (a synchronous failure) is one line on standard
-    error and exit status 1, as before.
-    """
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        description = f"tcp:{port}:interface=127.0.0.1"
-        result = runTwistd(["--port", description], tmp_path)
-    assert result.returncode == 1
-    assert oneLine(result.stderr) == (
-        f"twistd cgiserve: cannot listen on {description}: Address already in use"
-    )
-    assert "Traceback" not in result.stdout
+def _listenLog(events: Any) -> list[str]:
+    return [formatEvent(e) for e in events if e["log_namespace"] == "cgiserve.listen"]

@@ -12,50 +12,15 @@ from __future__ import annotations
 import os
 import socket
 import stat
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from twisted.logger import Logger
-from twisted.scripts.twistd import ServerOptions
 
 from twisted_cgiserve._service import logfile as _logfile
 from twisted_cgiserve._service.logfile import nodeLogObserver, openNodeLog
 
-
-@pytest.fixture(autouse=True)
-def _closeOpened() -> Iterator[None]:
-    """
-    Close what a test opened, and leave the module as it found it.
-    """
-    before = _logfile._opened
-    _logfile._opened = None
-    yield
-    if _logfile._opened is not None:
-        _logfile._opened.close()
-    _logfile._opened = before
-
-
-@pytest.fixture
-def fifo(tmp_path: Path) -> Iterator[tuple[Path, int]]:
-    """
-    A FIFO, and a descriptor reading it.
-    """
-    path = tmp_path / "log.fifo"
-    os.mkfifo(path)
-    reader = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    yield path, reader
-    os.close(reader)
-
-
-def _parseTwistd(*args: str) -> ServerOptions:
-    """
-    twistd's own command line parsed, with this plugin's options after it.
-    """
-    config = ServerOptions()
-    config.parseOptions(list(args))
-    return config
+pytestmark = pytest.mark.usefixtures("closeOpenedLog")
 
 
 def test_regularOrMissingFileLeftToTwistd(tmp_path: Path) -> None:
@@ -139,66 +104,3 @@ def test_writeErrorsDropLines(tmp_path: Path) -> None:
 def test_observerNeedsOpenNode() -> None:
     with pytest.raises(RuntimeError):
         nodeLogObserver()
-
-
-# Through twistd's own option parsing, which resolves the logger by name after
-# the plugin's options are checked.
-
-
-def test_twistdUsesNodeLogger(fifo: tuple[Path, int], tmp_path: Path) -> None:
-    """
-    C{twistd -l FIFO cgiserve} gets this module's observer instead of its
-    rotating log file.
-    """
-    path, _ = fifo
-    config = _parseTwistd(
-        "-n", "--pidfile=", "-l", str(path), "cgiserve", "--directory", str(tmp_path)
-    )
-    assert config["logger"] is nodeLogObserver
-
-
-@pytest.mark.parametrize(
-    "extra",
-    [["--logger", "twisted_cgiserve.journaldLogObserver"], ["--syslog"]],
-)
-def test_explicitChoiceWins(
-    fifo: tuple[Path, int], tmp_path: Path, extra: list[str]
-) -> None:
-    """
-    A logger or syslog asked for explicitly is left alone.
-    """
-    path, _ = fifo
-    config = _parseTwistd(
-        "-n", "--pidfile=", *extra, "-l", str(path),
-        "cgiserve", "--directory", str(tmp_path),
-    )  # fmt: skip
-    assert config["logger"] is not nodeLogObserver
-    assert _logfile._opened is None
-
-
-def test_regularLogFileUnchanged(tmp_path: Path) -> None:
-    config = _parseTwistd(
-        "-n", "--pidfile=", "-l", str(tmp_path / "twistd.log"),
-        "cgiserve", "--directory", str(tmp_path),
-    )  # fmt: skip
-    assert config["logger"] is None
-
-
-def test_unwritableLogFileIsUsageError(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """
-    A C{--logfile} that is a directory ends twistd with one line and exit
-    status 2, not a traceback once it starts.
-    """
-    with pytest.raises(SystemExit) as exited:
-        _parseTwistd(
-            "-n", "--pidfile=", "-l", str(tmp_path),
-            "cgiserve", "--directory", str(tmp_path),
-        )  # fmt: skip
-    assert exited.value.code == 2
-    err: Any = capsys.readouterr().err
-    assert err.splitlines() == [
-        f"twistd cgiserve: error: --logfile {str(tmp_path)!r} is a directory; give "
-        "a file, a character device or a FIFO (see 'twistd cgiserve --help')"
-    ]

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from twisted.internet.defer import Deferred
+from twisted.internet.error import ReactorNotRunning
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import LogEvent, capturedLogs, formatEvent
 
@@ -269,6 +270,12 @@ class _RunningClock(MemoryReactorClock):
     def callFromThread(self, f: Any, *args: Any, **kw: Any) -> None:
         self.callLater(0, f, *args, **kw)
 
+    def stop(self) -> None:
+        # As the real reactor: stopping twice is an error.
+        if not self.running:
+            raise ReactorNotRunning()
+        super().stop()
+
 
 @pytest.fixture
 def _signals() -> Iterator[None]:
@@ -300,9 +307,15 @@ def test_signalStopsTheReactorCleanly() -> None:
     clock.running = True
     with capturedLogs() as events:
         handler(signal.SIGTERM, None)
-    clock.advance(0)
+        clock.advance(0)
     assert not clock.running
     assert "Received SIGTERM; stopping." in _shutdownLog(list(events))
+    # A second signal while stopping changes nothing, and is no error.
+    with capturedLogs() as events:
+        handler(signal.SIGINT, None)
+        clock.advance(0)
+    assert "Received SIGINT; stopping." in _shutdownLog(list(events))
+    assert not [e for e in events if e.get("log_failure")]
 
 
 @pytest.mark.usefixtures("_signals")

@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import dsa, rsa
 from cryptography.x509.oid import NameOID
 
 from tests.support.certs import makeCertificate
-from twisted_cgiserve._service.listen import ListenSpec, parsePort
+from twisted_cgiserve._service.ports import parsePort
 from twisted_cgiserve._service.tls import (
     ReloadingServerCreator,
     TLSConfigurationError,
@@ -185,70 +185,6 @@ def test_reloadKeepsOldOnFailure(tmp_path: Path) -> None:
     (live / "key.pem").write_bytes(second.key.read_bytes())
     assert creator.reload() is True
     assert creator.summary.startswith("two.test ")
-
-
-def test_bareNumberWithTLS() -> None:
-    files = TLSFiles("cert.pem")
-    assert parsePort("8443", None, files) == ListenSpec(None, 8443, tls=files)
-    spec = parsePort("8443", "127.0.0.1", files)
-    assert spec.tls == files
-    assert spec.secure
-
-
-def test_systemdWithTLS() -> None:
-    """
-    A socket unit says where to listen, not how: with --tls-cert, systemd:
-    ports speak TLS too.
-    """
-    files = TLSFiles("cert.pem")
-    spec = parsePort("systemd:domain=INET6:name=https", None, files)
-    assert spec.tls == files
-    assert not parsePort("systemd:domain=INET:index=0", None).secure
-
-
-def test_explicitTCPStaysPlain() -> None:
-    files = TLSFiles("cert.pem")
-    spec = parsePort("tcp:8080:interface=127.0.0.1", None, files)
-    assert spec.tls is None
-    assert not spec.secure
-
-
-def test_sslDescription() -> None:
-    """
-    Twisted's ssl: syntax, served with this server's TLS settings over the
-    same TCP port.
-    """
-    spec = parsePort(
-        r"ssl:8443:privateKey=/k\:ey.pem:certKey=c.pem:interface=\:\:1", None
-    )
-    assert spec == ListenSpec(
-        r"tcp:8443:interface=\:\:1",
-        tls=TLSFiles(certificate="c.pem", key="/k:ey.pem", fromDescription=True),
-        given=r"ssl:8443:privateKey=/k\:ey.pem:certKey=c.pem:interface=\:\:1",
-    )
-    assert spec.secure
-    assert str(spec).startswith("ssl:8443")
-
-
-def test_sslDefaultsAndChain() -> None:
-    spec = parsePort("ssl:443:extraCertChain=chain.pem", None)
-    assert spec.tls == TLSFiles(
-        "server.pem", "server.pem", chain="chain.pem", fromDescription=True
-    )
-
-
-@pytest.mark.parametrize(
-    ("value", "message"),
-    [
-        ("ssl:privateKey=k.pem", "ssl: needs a port number"),
-        ("ssl:443:sslmethod=TLSv1_METHOD", "sslmethod is not supported"),
-        ("ssl:443:dhParameters=dh.pem", "dhParameters is not supported"),
-        ("ssl:443:colour=blue", "unknown argument colour"),
-    ],
-)
-def test_sslDescriptionErrors(value: str, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        parsePort(value, None)
 
 
 def test_extraChain(tmp_path: Path) -> None:

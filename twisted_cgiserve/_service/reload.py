@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.e2e.test_deploy -*-
+# -*- test-case-name: tests.service.test_reload -*-
 """
 Signals an admin (or logrotate, or certbot's deploy hook) sends a running
 server, as nginx and lighttpd take them:
@@ -7,32 +7,26 @@ server, as nginx and lighttpd take them:
     access log; connections in progress are not touched.
   - C{SIGUSR1}: reopen the access log (logrotate's C{postrotate}).
 
-Handlers are installed once the reactor runs (it installs its own first) and
-only hand the work to the reactor, which does it between two events. They
-stay installed while the server stops: a SIGHUP from logrotate during the
-shutdown grace period must not kill the server with requests in flight
-(the default action of SIGHUP and SIGUSR1 is to terminate).
+L{twisted_cgiserve._service.signals} installs the handlers, once the
+reactor runs, and hands the work to the reactor.
 """
 
 from __future__ import annotations
 
-import signal
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application.service import Service
 from twisted.logger import Logger
 
 from twisted_cgiserve._http.accesslog import AccessLog
+from twisted_cgiserve._service.signals import installReloadHandlers
 from twisted_cgiserve._service.systemd import ReadinessService
 from twisted_cgiserve._service.tls import ReloadingServerCreator
 
 __all__ = ["ReloadService"]
 
 _log = Logger(namespace="cgiserve.reload")
-
-_Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
 class ReloadService(Service):
@@ -52,28 +46,10 @@ class ReloadService(Service):
         self._certificates = list(certificates)
         self._accessLog = accessLog
         self._readiness = readiness
-        self._previous: dict[int, _Handler] = {}
 
     def startService(self) -> None:
         super().startService()
-        self._reactor.callWhenRunning(self._install)
-
-    def _install(self) -> None:
-        for signum in (signal.SIGHUP, signal.SIGUSR1):
-            self._previous[signum] = signal.signal(signum, self._received)
-
-    def _received(self, signum: int, frame: FrameType | None) -> None:
-        self._reactor.callFromThread(self._handle, signum)
-        previous = self._previous.get(signum)
-        # twistd rotates its own log file on SIGUSR1 when it writes one.
-        if callable(previous):
-            previous(signum, frame)
-
-    def _handle(self, signum: int) -> None:
-        if signum == signal.SIGHUP:
-            self.reload()
-        else:
-            self.reopenLogs()
+        installReloadHandlers(self._reactor, self.reload, self.reopenLogs)
 
     def reload(self) -> None:
         """

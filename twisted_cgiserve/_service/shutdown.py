@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.e2e.test_limits -*-
+# -*- test-case-name: tests.service.test_shutdown -*-
 """
 Stopping gracefully: on SIGTERM the server stops accepting connections at
 once and closes the idle ones, lets requests in progress or arriving (and
@@ -13,16 +13,17 @@ closed their ports.
 
 from __future__ import annotations
 
-import signal
-from types import FrameType
+import contextlib
 from typing import Any, Protocol
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, TimeoutError
+from twisted.internet.error import ReactorNotRunning
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from twisted_cgiserve._cgi.protocol import KILL_GRACE
+from twisted_cgiserve._service.signals import installStopHandlers
 
 __all__ = ["ShutdownService"]
 
@@ -68,23 +69,17 @@ class ShutdownService(Service):
 
     def startService(self) -> None:
         super().startService()
-        self._reactor.callWhenRunning(self._installSignalHandlers)
+        installStopHandlers(self._reactor, self._stopRequested)
 
-    def _installSignalHandlers(self) -> None:
+    def _stopRequested(self, name: str) -> None:
         """
-        Replace the reactor's SIGTERM and SIGINT handlers (installed when it
-        started) with ones that stop it the same way but without asking
-        twistd to die of the signal at the end: a stop that was asked for
-        and done in order is a success, exit status 0.
+        C{SIGTERM} or C{SIGINT}: stop the reactor, which stops the services,
+        this one draining the site.
         """
-        if signal.getsignal(signal.SIGTERM) in (signal.SIG_IGN, None):
-            return
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, self._stopRequested)
-
-    def _stopRequested(self, signum: int, frame: FrameType | None) -> None:
-        _log.info("Received {signal}; stopping.", signal=signal.Signals(signum).name)
-        self._reactor.callFromThread(self._reactor.stop)
+        _log.info("Received {signal}; stopping.", signal=name)
+        # A second signal while stopping already changes nothing.
+        with contextlib.suppress(ReactorNotRunning):
+            self._reactor.stop()
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
