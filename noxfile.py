@@ -13,7 +13,7 @@ from pathlib import Path
 
 import nox
 
-__all__ = ["lint", "tests"]
+__all__ = ["lint", "tests", "twistedNewest"]
 
 # From requires-python's minimum to the newest the maintainers can test on; the
 # classifiers in pyproject.toml list the same versions.
@@ -100,3 +100,19 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
     session.run("mypy")
+
+
+@nox.session(name="twisted-newest", python=PYTHONS[-1])
+def twistedNewest(session: nox.Session) -> None:
+    """
+    The unit tests (the canaries of Twisted's private names among them) against
+    the newest Twisted release, past the cap in pyproject.toml.
+
+    The cap keeps users on a Twisted whose internals the canaries have passed
+    on; this session is how a maintainer learns whether the next release may be
+    allowed, before users can install it.
+    """
+    session.install("-e", ".[test]")
+    session.install("--upgrade", "twisted[tls,http2]")
+    session.run("python", "-m", "pip", "show", "twisted")
+    session.run("python", "-m", "pytest", "-m", "not e2e", *session.posargs)
