@@ -57,6 +57,7 @@ FORBIDDEN = {
 MIRROR_EXCEPTIONS = {
     "twisted_cgiserve": "tests.test_exports",
     "twisted_cgiserve._version": "tests.test_exports",
+    "twisted_cgiserve.__main__": "tests.service.test_cli",
 }
 
 _HEADER = re.compile(r"# -\*- test-case-name: (?P<names>[\w., ]+) -\*-")

@@ -61,6 +61,39 @@ def test_repeatedOptions(tmp_path: Path) -> None:
     assert not options.config.settings.cgiEnabled
 
 
+def test_newOptions(tmp_path: Path) -> None:
+    """
+    The options for what counts as a script, the debug page, listings,
+    index files, content types and authentication reach the settings and
+    the configuration; a port may follow the options, as in
+    C{python -m http.server 8000}.
+    """
+    options = _parse(
+        "--directory", str(tmp_path), "--cgi-ext", ".cgi", "--cgi-ext", ".pl",
+        "--cgi-interpreter", f".py={sys.executable}", "--cgi-inherit-env",
+        "--cgi-debug", "--no-listing", "--index", "home.html",
+        "--mime-type", ".md=text/markdown", "--auth-file", "users",
+        "--auth-path", "/private", "--auth-realm", "Staff", "8123",
+    )  # fmt: skip
+    settings = options.config.settings
+    assert settings.cgiExtensions == (".cgi", ".pl")
+    assert settings.cgiInterpreters == ((".py", sys.executable),)
+    assert settings.cgiInheritEnvironment
+    assert settings.cgiDebug == "local"
+    assert not settings.listDirectories
+    assert settings.indexNames == ("home.html",)
+    assert settings.mimeTypes == ((".md", "text/markdown"),)
+    assert options.config.authFile == "users"
+    assert options.config.authPaths == ("/private",)
+    assert options.config.authRealm == "Staff"
+    assert [s.port for s in options.config.listen] == [8123]
+    assert _parse("--cgi-debug=all").config.settings.cgiDebug == "all"
+    defaults = _parse().config
+    assert defaults.settings.cgiDebug is None
+    assert defaults.settings.indexNames == ("index.html", "index.htm")
+    assert defaults.authFile is None and defaults.authPaths == ()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -68,7 +101,7 @@ def test_repeatedOptions(tmp_path: Path) -> None:
         (["--port", "70000"], "out of range"),
         (["--port", "bogus:1"], "Unknown endpoint type"),
         (["--cgi-dir", "cgi-bin"], "must start with '/'"),
-        (["--cgi-dir", "/"], "normalised path"),
+        (["--cgi-dir", "//"], "normalised path"),
         (["--bind", "no-such-host.invalid"], "cannot resolve"),
         (["--frobnicate"], "not recognized"),
         (["--tls-key", "k.pem"], "--tls-key requires --tls-cert to be set"),
@@ -87,6 +120,19 @@ def test_repeatedOptions(tmp_path: Path) -> None:
         (["--cgi-user", "no-such-user-here"], "no such user"),
         (["--cgi-set-env", "=x"], "is not NAME=VALUE"),
         (["-H", "X-A: a\rb"], "line breaks are not allowed"),
+        (["--cgi-ext", "cgi"], "CGI extension 'cgi' must be a dot and a name"),
+        (["--cgi-ext", ".a/b"], "must be a dot and a name"),
+        (["--cgi-interpreter", ".pl"], "is not .EXT=/path/to/interpreter"),
+        (["--cgi-interpreter", "pl=/usr/bin/env"], "must be a dot and a name"),
+        (["--cgi-interpreter", ".pl=perl"], "must be an absolute path"),
+        (["--cgi-interpreter", ".pl=/no/such/perl"], "is not an executable file"),
+        (["--cgi-debug=some"], "must be 'local' or 'all'"),
+        (["--mime-type", ".x"], "is not .EXT=type/subtype"),
+        (["--mime-type", ".x=text"], "is not 'type/subtype'"),
+        (["--auth-path", "/private"], "--auth-path requires --auth-file"),
+        (["--auth-file", "f", "--auth-path", "x"], "must start with '/'"),
+        (["--auth-file", "f", "--auth-realm", 'a"b'], "no quotes"),
+        (["8000", "8001"], "Wrong number of arguments"),
     ],
 )
 def test_usageErrors(

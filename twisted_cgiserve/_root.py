@@ -13,9 +13,9 @@ from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
-from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings
+from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings, inheritedEnvironment
 from twisted_cgiserve._cgi.gateway import ScriptGateway
-from twisted_cgiserve._cgi.locate import cgiDirectoryFor
+from twisted_cgiserve._cgi.locate import ScriptRules
 from twisted_cgiserve._cgi.privileges import scriptUser
 from twisted_cgiserve._http.errors import sendError
 from twisted_cgiserve._http.paths import BadRequestPath, resolvePath
@@ -50,15 +50,25 @@ class _Root(Resource):
         """
         super().__init__()
         self._settings = settings
+        self._directory = directory
+        # What counts as a script: decided here, on the one resolved path,
+        # for the CGI half; the static half refuses the same names.
+        self._rules = ScriptRules.configured(
+            settings.cgiDirectories, settings.cgiExtensions, settings.cgiInterpreters
+        )
         self._static = StaticResource(
             directory,
             indexNames=settings.indexNames,
             listDirectories=settings.listDirectories,
+            mimeTypes=settings.mimeTypes,
             # CGI dispatch takes these paths before the static half sees
             # them, except spellings only a case-insensitive file system
             # equates (/CGI-BIN/x): refused there too. With CGI off they
             # are plain directories.
             cgiDirectories=settings.cgiDirectories if settings.cgiEnabled else (),
+            # Files named as scripts are never sent, even with CGI off: the
+            # extension says they hold code, not content.
+            cgiExtensions=settings.cgiExtensions,
             reactor=reactor,
         )
         self._cgi = ScriptGateway(
@@ -67,12 +77,20 @@ class _Root(Resource):
                 passAuthorization=settings.cgiPassAuthorization,
                 passEnvironment=settings.cgiPassEnvironment,
                 setEnvironment=settings.cgiSetEnvironment,
+                # Read once, at start: a script sees the environment the
+                # server was started with, whatever changes it later.
+                inherited=(
+                    inheritedEnvironment(os.environ)
+                    if settings.cgiInheritEnvironment
+                    else ()
+                ),
             ),
             user,
             self,
             reactor,
             timeout=settings.cgiTimeout,
             maxProcesses=settings.cgiMaxProcesses,
+            debug=settings.cgiDebug,
         )
 
     def stopScripts(self) -> Deferred[object]:
@@ -88,11 +106,12 @@ class _Root(Resource):
         The method decides first wherever it can, so that this resource and
         a L{StaticResource} over the same tree answer alike: a GET or HEAD
         with a malformed path (a decoded NUL) is C{400}; any other method is
-        http.server's C{501} unless the path is below a CGI directory, where
-        scripts take every method. Only that case needs the path resolved
-        before the method is judged, and a malformed path names no script,
-        so it is below no CGI directory: C{PUT /%00} and C{POST
-        /cgi-bin/%00} are C{501}, as from L{StaticResource}.
+        http.server's C{501} unless the path is a script's (below a CGI
+        directory, or with a script extension), as scripts take every
+        method. Only that case needs the path resolved before the method is
+        judged, and a malformed path names no script, so it is below no CGI
+        directory: C{PUT /%00} and C{POST /cgi-bin/%00} are C{501}, as from
+        L{StaticResource}.
         """
         static = request.method in STATIC_METHODS
         settings = self._settings
@@ -105,9 +124,9 @@ class _Root(Resource):
                 return refuseMethod(request)
             return sendError(request, 400, "Bad request path")
         if settings.cgiEnabled:
-            directory = cgiDirectoryFor(resolved, settings.cgiDirectories)
-            if directory is not None:
-                return self._cgi.serve(request, resolved, directory)
+            claim = self._rules.claim(self._directory, resolved)
+            if claim is not None:
+                return self._cgi.serve(request, resolved, claim)
         if not static:
             return refuseMethod(request)
         return self._static.renderResolved(request, resolved)

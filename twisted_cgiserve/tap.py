@@ -28,9 +28,11 @@ from twisted import __version__ as twistedVersion
 from twisted_cgiserve._cgi.privileges import scriptUser
 from twisted_cgiserve._http.accesslog import AccessLog
 from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
+from twisted_cgiserve._http.htpasswd import HtpasswdError
 from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
 from twisted_cgiserve._http.site import CGIServeSite
 from twisted_cgiserve._root import makeRootResource
+from twisted_cgiserve._service.authentication import protect
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.endpoints import checkDescription, endpointFor
 from twisted_cgiserve._service.listen import ListeningService
@@ -43,7 +45,7 @@ from twisted_cgiserve._service.tls import (
     TLSConfigurationError,
     TLSFiles,
 )
-from twisted_cgiserve._service.twistdlog import chooseLogger
+from twisted_cgiserve._service.twistdoptions import chooseLogger
 from twisted_cgiserve._settings import Settings
 from twisted_cgiserve._version import __version__
 
@@ -108,8 +110,11 @@ class Options(usage.Options):
 
     config: ServerConfig
     parent: usage.Options | None = None
+    # The command as error lines name it (python -m twisted_cgiserve
+    # extends these options under its own name).
+    commandName = "twistd cgiserve"
 
-    synopsis = "[options]"
+    synopsis = "[options] [port]"
     longdesc = (
         "Serve a directory over HTTP as 'python -m http.server' does, and run "
         "CGI scripts under /cgi-bin and /htbin as 'python -m http.server "
@@ -123,6 +128,18 @@ class Options(usage.Options):
             None,
             "Give scripts the Authorization header as HTTP_AUTHORIZATION (off by "
             "default: it carries passwords).",
+        ],
+        [
+            "cgi-inherit-env",
+            None,
+            "Give scripts the server's whole environment, as http.server did "
+            "(less systemd's variables and names a request sets). A "
+            "compatibility switch: every script sees the server's secrets.",
+        ],
+        [
+            "no-listing",
+            None,
+            "Answer 404 for a directory without an index file instead of listing it.",
         ],
     ]
 
@@ -165,6 +182,27 @@ class Options(usage.Options):
             None,
             None,
             "File holding the password of an encrypted --tls-key.",
+        ],
+        [
+            "cgi-debug",
+            None,
+            None,
+            "When a script fails, show what it did (standard error, exit "
+            "status, environment) on the error page: to loopback clients "
+            "(--cgi-debug) or to all (--cgi-debug=all). For development only.",
+        ],
+        [
+            "auth-file",
+            None,
+            None,
+            "Require HTTP Basic authentication against this htpasswd file "
+            "(bcrypt or SHA-crypt hashes); reloaded on SIGHUP.",
+        ],
+        [
+            "auth-realm",
+            None,
+            "twisted-cgiserve",
+            "The realm of --auth-file, shown by browsers when they ask for a password.",
         ],
         [
             "cgi-user",
@@ -243,6 +281,11 @@ class Options(usage.Options):
         self["cgi-pass-env"] = []
         self["cgi-set-env"] = []
         self["headers"] = []
+        self["cgi-exts"] = []
+        self["cgi-interpreters"] = []
+        self["auth-paths"] = []
+        self["indexes"] = []
+        self["mime-types"] = []
 
     def opt_port(self, value: str) -> None:
         """
@@ -268,6 +311,53 @@ class Options(usage.Options):
         /cgi-bin and /htbin).
         """
         self["cgi-dirs"].append(value)
+
+    def opt_cgi_ext(self, extension: str) -> None:
+        """
+        Files with this extension (as .cgi) are CGI scripts wherever they
+        are; repeatable.
+        """
+        self["cgi-exts"].append(extension)
+
+    def opt_cgi_interpreter(self, assignment: str) -> None:
+        """
+        .EXT=/path/to/interpreter: run scripts with that extension with that
+        program (they need neither the execute bit nor #!), as lighttpd's
+        cgi.assign; repeatable. The extension alone does not make a file a
+        script: it must be in a CGI directory or have a --cgi-ext.
+        """
+        extension, equals, interpreter = assignment.partition("=")
+        if not equals or not extension or not interpreter:
+            raise usage.UsageError(
+                f"--cgi-interpreter {assignment!r} is not .EXT=/path/to/interpreter"
+            )
+        self["cgi-interpreters"].append((extension, interpreter))
+
+    def opt_auth_path(self, prefix: str) -> None:
+        """
+        Require --auth-file only below this URL path; repeatable (default:
+        everywhere).
+        """
+        self["auth-paths"].append(prefix)
+
+    def opt_index(self, name: str) -> None:
+        """
+        A file name served for a directory, tried in order; repeatable
+        (default: index.html, index.htm).
+        """
+        self["indexes"].append(name)
+
+    def opt_mime_type(self, assignment: str) -> None:
+        """
+        .EXT=type/subtype: the content type of files with that extension;
+        repeatable.
+        """
+        extension, equals, contentType = assignment.partition("=")
+        if not equals or not extension or not contentType:
+            raise usage.UsageError(
+                f"--mime-type {assignment!r} is not .EXT=type/subtype"
+            )
+        self["mime-types"].append((extension, contentType))
 
     def opt_cgi_pass_env(self, name: str) -> None:
         """
@@ -309,6 +399,11 @@ class Options(usage.Options):
         opt_port,
         opt_path,
         opt_cgi_dir,
+        opt_cgi_ext,
+        opt_cgi_interpreter,
+        opt_auth_path,
+        opt_index,
+        opt_mime_type,
         opt_cgi_pass_env,
         opt_cgi_set_env,
         opt_header,
@@ -321,12 +416,26 @@ class Options(usage.Options):
         """
         Parse, and turn any usage error into one line on standard error.
         """
+        if options is None:
+            options = sys.argv[1:]
+        # --cgi-debug alone means loopback clients only; usage.Options has
+        # no optional values.
+        options = ["--cgi-debug=local" if o == "--cgi-debug" else o for o in options]
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
             _configurationError(
-                str(e).removeprefix("Parameter type enforcement failed: ")
+                str(e).removeprefix("Parameter type enforcement failed: "),
+                self.commandName,
             )
+
+    def parseArgs(self, port: str | None = None) -> None:
+        """
+        A port after the options, as C{python -m http.server 8000} takes
+        it: the same as C{--port}.
+        """
+        if port is not None:
+            self["ports"].append(port)
 
     def postOptions(self) -> None:
         """
@@ -391,6 +500,16 @@ class Options(usage.Options):
                 "--tls-cert is given but no --port uses it (bare numbers and "
                 "systemd: ports do; tcp: and unix: ones stay plain HTTP)"
             )
+        if self["auth-paths"] and self["auth-file"] is None:
+            raise usage.UsageError("--auth-path requires --auth-file")
+        for prefix in self["auth-paths"]:
+            if not prefix.startswith("/"):
+                raise usage.UsageError(f"--auth-path {prefix!r} must start with '/'")
+        if any(c in self["auth-realm"] for c in '"\\\r\n\0'):
+            raise usage.UsageError(
+                f"--auth-realm {self['auth-realm']!r}: no quotes, backslashes "
+                "or line breaks"
+            )
         # twistd resolves the logger it is given in its own postOptions,
         # after this one.
         try:
@@ -408,6 +527,9 @@ class Options(usage.Options):
             maxBodySize=self["max-body-size"],
             shutdownGrace=self["shutdown-grace"],
             headers=tuple(self["headers"]),
+            authFile=self["auth-file"],
+            authRealm=self["auth-realm"],
+            authPaths=tuple(self["auth-paths"]),
         )
 
     def _tlsFiles(self) -> TLSFiles | None:
@@ -431,17 +553,22 @@ class Options(usage.Options):
             cgiUser=self["cgi-user"],
             cgiTimeout=self["cgi-timeout"],
             cgiMaxProcesses=self["cgi-max-processes"],
+            cgiInheritEnvironment=bool(self["cgi-inherit-env"]),
+            cgiExtensions=tuple(self["cgi-exts"]),
+            cgiInterpreters=tuple(self["cgi-interpreters"]),
+            cgiDebug=self["cgi-debug"],
+            mimeTypes=tuple(self["mime-types"]),
+            indexNames=tuple(self["indexes"]) or Settings().indexNames,
+            listDirectories=not self["no-listing"],
         )
 
 
-def _configurationError(message: str) -> NoReturn:
+def _configurationError(message: str, command: str = "twistd cgiserve") -> NoReturn:
     """
     End the process as every configuration error does: one line on standard
     error, exit status 2.
     """
-    sys.stderr.write(
-        f"twistd cgiserve: error: {message} (see 'twistd cgiserve --help')\n"
-    )
+    sys.stderr.write(f"{command}: error: {message} (see '{command} --help')\n")
     sys.stderr.flush()
     raise SystemExit(_EXIT_USAGE) from None
 
@@ -510,7 +637,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             f"{e.strerror}\n"
         )
         raise SystemExit(1) from None
-    resource = makeRootResource(config.directory, config.settings, reactor)
+    root = makeRootResource(config.directory, config.settings, reactor)
+    try:
+        resource, checker = protect(root, config, reactor)
+    except HtpasswdError as e:
+        _configurationError(str(e))
     site = CGIServeSite(
         resource,
         accessLog=accessLog,
@@ -523,7 +654,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     )
     parent = MultiService()
     ShutdownService(
-        site, cast(Any, resource), config.shutdownGrace, reactor
+        site, cast(Any, root), config.shutdownGrace, reactor
     ).setServiceParent(parent)
     listening = []
     for spec, endpoint in zip(config.listen, endpoints, strict=True):
@@ -532,7 +663,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         listening.append(service)
     readiness = ReadinessService(listening, reactor)
     ReloadService(
-        reactor, list(creators.values()), accessLog, readiness
+        reactor, list(creators.values()), accessLog, readiness, checker=checker
     ).setServiceParent(parent)
     readiness.setServiceParent(parent)
     return parent

@@ -8,6 +8,8 @@ from io import BytesIO
 
 import pytest
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
+from twisted.python.components import Componentized
+from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.requests import makeRequest
 from twisted_cgiserve._cgi.environ import (
@@ -15,9 +17,11 @@ from twisted_cgiserve._cgi.environ import (
     CGIEnvironmentSettings,
     ScriptRequest,
     buildEnvironment,
+    inheritedEnvironment,
     mountPrefix,
     requestBodyLength,
 )
+from twisted_cgiserve._http.basicauth import Authentication, IAuthentication
 
 SCRIPT = ScriptRequest(
     scriptName="/cgi-bin/env.sh",
@@ -306,3 +310,102 @@ def test_mountPrefix(prepath: list[bytes], prefix: str) -> None:
     SCRIPT_NAME starts with the decoded path the tree is mounted at.
     """
     assert mountPrefix(makeRequest(b"/x", prepath=prepath)) == prefix
+
+
+class _AuthenticatedRequest(DummyRequest, Componentized):
+    """
+    A request that passed Basic authentication (or an unprotected path),
+    as L{twisted_cgiserve._http.basicauth} records it.
+    """
+
+    def __init__(self, authentication: Authentication) -> None:
+        DummyRequest.__init__(self, [])
+        Componentized.__init__(self)
+        self.setComponent(IAuthentication, authentication)
+        self.uri = b"/cgi-bin/env.sh"
+        self.clientproto = b"HTTP/1.1"
+        self.client = IPv4Address("TCP", "192.0.2.9", 50000)
+        self.requestHeaders.addRawHeader(b"authorization", b"Basic dXNlcjpwdw==")
+
+    def isSecure(self) -> bool:
+        return False
+
+
+@pytest.mark.parametrize(
+    ("user", "authType", "remoteUser"),
+    [
+        (b"alice", "Basic", "alice"),
+        ("jörg".encode(), "Basic", "jörg"),
+        (None, None, None),
+    ],
+)
+def test_authenticatedUser(
+    user: bytes | None, authType: str | None, remoteUser: str | None
+) -> None:
+    """
+    Behind Basic authentication, AUTH_TYPE and REMOTE_USER are what the
+    server verified; where the path needed none they are absent, whatever
+    Authorization header the client sent; the header itself stays hidden.
+    """
+    request = _AuthenticatedRequest(Authentication(user))
+    env, _ = buildEnvironment(
+        request, SCRIPT, CGIEnvironmentSettings(), "twisted-cgiserve/1", environ={}
+    )
+    assert env.get("AUTH_TYPE") == authType
+    assert env.get("REMOTE_USER") == remoteUser
+    assert "HTTP_AUTHORIZATION" not in env
+
+
+# --cgi-inherit-env
+
+
+def test_inheritedEnvironment() -> None:
+    """
+    The inherited environment is the server's less systemd's variables and
+    every name a request sets or could pose as: upper-case C{HTTP_*},
+    C{CONTENT_*}, C{REDIRECT_*} and the meta-variables by name. Other
+    names, lower-case C{http_proxy} included, pass.
+    """
+    server = {
+        "DISTGIT_CONFIG": "/etc/dist-git.conf",
+        "http_proxy": "http://proxy:3128",
+        "PATH": "/opt/bin",
+        "SSL_CERT_FILE": "/etc/ca.pem",
+        "HTTP_X": "1",
+        "CONTENT_MD5": "1",
+        "REDIRECT_STATUS": "1",
+        "AUTH_TYPE": "Basic",
+        "REMOTE_USER": "admin",
+        "HTTPS": "on",
+        "DOCUMENT_ROOT": "/",
+        "NOTIFY_SOCKET": "/run/n",
+        "LISTEN_FDS": "3",
+        "WATCHDOG_PID": "1",
+        "CREDENTIALS_DIRECTORY": "/run/c",
+        "INVOCATION_ID": "x",
+        "JOURNAL_STREAM": "1:2",
+    }
+    assert dict(inheritedEnvironment(server)) == {
+        "DISTGIT_CONFIG": "/etc/dist-git.conf",
+        "http_proxy": "http://proxy:3128",
+        "PATH": "/opt/bin",
+        "SSL_CERT_FILE": "/etc/ca.pem",
+    }
+
+
+def test_inheritedEnvironmentYieldsToRequest() -> None:
+    """
+    Inherited variables come first: the base C{PATH} and every variable of
+    the request, passed or set by the administrator, replace them.
+    """
+    inherited = (("PATH", "/opt/bin"), ("KEEP", "1"), ("SET", "old"))
+    env, _ = _env(
+        settings=CGIEnvironmentSettings(
+            inherited=inherited, setEnvironment=(("SET", "new"),)
+        )
+    )
+    assert (env["PATH"], env["KEEP"], env["SET"]) == ("/opt/bin", "1", "new")
+    assert "SECRET" not in env
+    plain, _ = _env()
+    assert plain["PATH"] == BASE_PATH
+    assert "KEEP" not in plain

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from twisted.internet import reactor as globalReactor
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ProcessDone
 from twisted.internet.interfaces import IProcessProtocol
@@ -27,6 +28,7 @@ from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 from tests.support.requests import body, header, makeRequest
 from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings
 from twisted_cgiserve._cgi.gateway import ScriptGateway
+from twisted_cgiserve._cgi.locate import ScriptClaim
 from twisted_cgiserve._cgi.protocol import ScriptRun
 from twisted_cgiserve._cgi.redirect import ILocalRedirects
 from twisted_cgiserve._http.paths import resolvePath
@@ -466,3 +468,95 @@ def test_localRedirectServedBySiteRoot(root: Path) -> None:
     written = channel.transport.written.getvalue()
     assert written.startswith(b"HTTP/1.1 200 ")
     assert written.endswith(b"served /a.txt")
+
+
+# --cgi-interpreter: interpreted scripts need no execute bit, only to be
+# readable by the user they run as.
+
+
+def test_interpretedScript(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    An interpreted script starts as its interpreter with the script as its
+    first argument, as the configured user, who must be able to read it.
+    """
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    for name, mode in (("t.pl", 0o644), ("private.pl", 0o600)):
+        (root / "cgi-bin" / name).write_text("print 1;\n")
+        (root / "cgi-bin" / name).chmod(mode)
+    st = (root / "cgi-bin" / "t.pl").stat()
+    user = (st.st_uid + 1, st.st_gid + 1)
+    spawn = FakeSpawn()
+    cgi = gateway(root, spawn, user=user)
+    claim = ScriptClaim(1, True, ((".pl", "/bin/sh"),))
+    request = cgiRequest(b"/cgi-bin/t.pl?a")
+    cgi.serve(request, resolvePath(b"/cgi-bin/t.pl"), claim)
+    [spawned] = spawn.calls
+    script = str(root / "cgi-bin" / "t.pl")
+    assert (spawned.executable, spawned.args) == ("/bin/sh", ["/bin/sh", script, "a"])
+    assert spawned.user == user
+    refused = cgiRequest(b"/cgi-bin/private.pl")
+    cgi.serve(refused, resolvePath(b"/cgi-bin/private.pl"), claim)
+    assert refused.responseCode == 403
+    assert refused.responseMessage == (
+        b"CGI script is not readable ('/cgi-bin/private.pl')"
+    )
+    assert len(spawn.calls) == 1
+
+
+def debugGateway(root: Path, spawn: FakeSpawn, debug: str | None) -> ScriptGateway:
+    return ScriptGateway(
+        str(root),
+        CGIEnvironmentSettings(setEnvironment=(("API_TOKEN", "t0ken"),)),
+        None,
+        Resource(),
+        MemoryReactorClock(),
+        timeout=30,
+        spawn=spawn,
+        debug=debug,
+    )
+
+
+@pytest.mark.usefixtures("notRoot")
+@pytest.mark.parametrize(
+    ("debug", "client", "kept"),
+    [
+        (None, "127.0.0.1", False),
+        ("local", "127.0.0.1", True),
+        ("local", "192.0.2.9", False),
+        ("all", "192.0.2.9", True),
+    ],
+)
+def test_debugContext(root: Path, debug: str | None, client: str, kept: bool) -> None:
+    """
+    A run keeps what its script was started with for the --cgi-debug page
+    only when the mode lets this client see it; --cgi-set-env names are
+    hidden.
+    """
+    spawn = FakeSpawn()
+    cgi = debugGateway(root, spawn, debug)
+    request = cgiRequest(b"/cgi-bin/x.sh")
+    request.client = IPv4Address("TCP", client, 1234)
+    serve(cgi, request)
+    (spawned,) = spawn.calls
+    context = spawned.run._debug
+    assert (context is not None) is kept
+    if context is not None:
+        assert context.argv == tuple(spawned.args)
+        assert context.environment == spawned.environment
+        assert context.isHidden("API_TOKEN")
+
+
+@pytest.mark.usefixtures("notRoot")
+def test_cannotStartDebugPage(root: Path) -> None:
+    """
+    Under --cgi-debug, a script that cannot be started gets the page, with
+    the reason, instead of the bare 502.
+    """
+    cgi = debugGateway(root, FakeSpawn(OSError(errno.ENOENT, "No such file")), "all")
+    request = cgiRequest(b"/cgi-bin/x.sh")
+    serve(cgi, request)
+    assert request.responseCode == 502
+    body = b"".join(request.written)
+    assert b"could not be started: No such file." in body
+    assert b"never started" in body
+    assert cgi.running == set()

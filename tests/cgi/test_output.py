@@ -19,6 +19,7 @@ from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from tests.support.fakes import RecordingProducer
 from twisted_cgiserve._cgi import output as _output
+from twisted_cgiserve._cgi.inspector import MAX_PRINTED, OutputFailure
 from twisted_cgiserve._cgi.output import (
     IScriptOutput,
     IScriptSource,
@@ -290,3 +291,152 @@ def test_nphTimeoutBeforeOutput(cut: list[object]) -> None:
     NPHOutput(request, Source(), Clock()).timedOut()
     assert cut == [request]
     assert request.responseCode is None
+
+
+# --------------------------------------------------------------------------
+# --cgi-debug: failures handed to the inspector
+
+
+def inspected(
+    method: bytes = b"GET",
+) -> tuple[ParsedOutput, Request, list[OutputFailure]]:
+    request = Request(method)
+    failures: list[OutputFailure] = []
+    output = ParsedOutput(
+        request,
+        Source(),
+        Clock(),
+        lambda req, location: None,
+        inspect=failures.append,
+    )
+    return output, request, failures
+
+
+def test_inspectBadHead() -> None:
+    """
+    A malformed head goes to the inspector, with the cause and what the
+    script printed, instead of the bare 502.
+    """
+    output, request, failures = inspected()
+    output.dataReceived(b"hello ")
+    assert output.dataReceived(b"world\n\n") is Progress.OVER
+    (failure,) = failures
+    assert (failure.code, failure.message) == (502, "Bad Gateway")
+    assert "header line without a colon" in failure.why
+    assert (failure.printed, failure.printedDropped) == (b"hello world\n\n", 0)
+    assert request.responseCode is None
+    assert request.finished == 0
+
+
+def test_inspectExitWithoutOutput() -> None:
+    """
+    An exit before the head is complete (or without any output) goes to
+    the inspector.
+    """
+    output, _, failures = inspected()
+    assert output.outputEnded(Failure(error.ProcessTerminated(exitCode=1)), False) is (
+        Progress.OVER
+    )
+    (failure,) = failures
+    assert failure.code == 502
+    assert "exited without writing anything" in failure.why
+    assert failure.printed == b""
+
+
+def test_inspectTimeout() -> None:
+    """
+    A timeout before the response started goes to the inspector as a 504.
+    """
+    output, _, failures = inspected()
+    output.dataReceived(b"Content-Type: a/")
+    output.timedOut()
+    (failure,) = failures
+    assert (failure.code, failure.printed) == (504, b"Content-Type: a/")
+
+
+def test_inspectDeathBeforeTheBody() -> None:
+    """
+    A script killed after its head, before its body: the inspector gets
+    what it printed; none of its headers stay on the error page.
+    """
+    output, request, failures = inspected()
+    output.dataReceived(
+        b"Content-Type: a/b\nSet-Cookie: s=1\nLocation: /x\nStatus: 200\n"
+        b"Content-Length: 5\n\n"
+    )
+    assert output.outputEnded(signalled(9), False) is Progress.OVER
+    (failure,) = failures
+    assert failure.code == 502
+    assert "killed after its head" in failure.why
+    assert failure.printed.startswith(b"Content-Type: a/b\nSet-Cookie")
+    headers = request.responseHeaders
+    for name in (b"set-cookie", b"location", b"content-type", b"content-length"):
+        assert headers.getRawHeaders(name) is None
+    assert request.producer is None
+
+
+def test_timeoutAfterTheHeadDropsItsHeaders() -> None:
+    """
+    A script silent after its head, before any body byte: the bare 504
+    carries none of its headers, and its producer is released.
+    """
+    output, request, _, _ = parsed()
+    output.dataReceived(b"Content-Type: a/b\nSet-Cookie: s=1\n\n")
+    output.timedOut()
+    assert request.responseCode == 504
+    assert request.responseHeaders.getRawHeaders(b"set-cookie") is None
+    assert request.responseHeaders.getRawHeaders(b"content-type") == [
+        b"text/html;charset=utf-8"
+    ]
+    assert request.producer is None
+
+
+def test_deathBeforeTheBodyDropsItsHeaders() -> None:
+    """
+    Without --cgi-debug too, the bare 502 for a script killed before its
+    body carries none of its headers.
+    """
+    output, request, _, _ = parsed()
+    output.dataReceived(b"Content-Type: a/b\nSet-Cookie: s=1\n\n")
+    output.outputEnded(signalled(9), False)
+    assert request.responseCode == 502
+    assert request.responseHeaders.getRawHeaders(b"set-cookie") is None
+
+
+def test_printedIsBounded() -> None:
+    """
+    Only the first 64 KiB of what a script printed are kept for the page;
+    the rest is counted.
+    """
+    output, _, failures = inspected()
+    output.dataReceived(b"x" * (MAX_PRINTED - 10))
+    output.dataReceived(b"y" * 30)
+    (failure,) = failures
+    assert failure.printed == b"x" * (MAX_PRINTED - 10) + b"y" * 10
+    assert failure.printedDropped == 20
+
+
+def test_startedResponseIsNeverInspected(cut: list[object]) -> None:
+    """
+    Once the body has started, a failure can only cut the response: the
+    inspector is not asked.
+    """
+    output, killed, failures = inspected()
+    output.dataReceived(b"Content-Type: a/b\n\nsome")
+    assert output.outputEnded(signalled(9), False) is Progress.OVER
+    output, silent, more = inspected()
+    output.dataReceived(b"Content-Type: a/b\n\nsome")
+    output.timedOut()
+    assert failures == more == []
+    assert cut == [killed, silent]
+
+
+def test_shutdownIsNeverInspected() -> None:
+    """
+    A script the shutdown ends before its head gets the plain 503: it did
+    not fail.
+    """
+    output, request, failures = inspected()
+    assert output.outputEnded(signalled(15), True) is Progress.OVER
+    assert request.responseCode == 503
+    assert failures == []

@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.web.test.requesthelper import DummyChannel, DummyRequest
 
 from twisted_cgiserve._cgi import output as _output
+from twisted_cgiserve._cgi.inspector import ScriptContext
 from twisted_cgiserve._cgi.protocol import KILL_GRACE, RunState, ScriptRun
 from twisted_cgiserve._http import response as _response
 
@@ -110,6 +111,7 @@ def makeRun(
     timeout: float = 2.0,
     content: bytes | None = None,
     method: bytes = b"GET",
+    debug: ScriptContext | None = None,
 ) -> SimpleNamespace:
     cut: list[object] = []
     monkeypatch.setattr(_output, "cutResponse", cut.append)
@@ -127,6 +129,7 @@ def makeRun(
         clock,
         nph=nph,
         timeout=timeout,
+        debug=debug,
     )
     transport = FakeScript()
     script.makeConnection(transport)
@@ -601,3 +604,148 @@ def test_clientGoneDuringShutdown(run: SimpleNamespace) -> None:
     exited(run, error.ProcessTerminated(signal=15))
     assert run.request.responseCode is None
     assert run.request.finished == 0
+
+
+# --------------------------------------------------------------------------
+# --cgi-debug
+
+DEBUG = ScriptContext(
+    mode="local",
+    scriptName="/cgi-bin/s",
+    filename="/srv/cgi-bin/s",
+    argv=("/srv/cgi-bin/s",),
+    environment={"HTTP_COOKIE": "session=secret", "PATH": "/usr/bin"},
+)
+
+
+@pytest.fixture
+def debugRun(monkeypatch: pytest.MonkeyPatch) -> SimpleNamespace:
+    return makeRun(monkeypatch, debug=DEBUG)
+
+
+def pageOf(run: SimpleNamespace) -> str:
+    assert run.request.finished == 1
+    (contentType,) = run.request.responseHeaders.getRawHeaders(b"content-type")
+    assert contentType == b"text/html; charset=utf-8"
+    text: str = b"".join(run.request.written).decode("utf-8")
+    assert "<strong>--cgi-debug</strong> output" in text
+    return text
+
+
+def test_debugExitBeforeTheHead(debugRun: SimpleNamespace) -> None:
+    """
+    A script that writes to its standard error and exits 1 before its head:
+    the page, with its exit status and standard error.
+    """
+    debugRun.script.childDataReceived(2, b"Traceback: <oops>\n")
+    debugRun.script.childConnectionLost(1)
+    exited(debugRun, error.ProcessTerminated(exitCode=1))
+    assert debugRun.request.responseCode == 502
+    text = pageOf(debugRun)
+    assert "exited with status 1" in text
+    assert "<pre>Traceback: &lt;oops&gt;\n</pre>" in text
+    assert "session=secret" not in text
+    assert debugRun.transport.terminated == [KILL_GRACE]
+
+
+def test_debugBadHead(debugRun: SimpleNamespace) -> None:
+    """
+    A malformed head: the page, with what the script printed, while the
+    script is still being ended.
+    """
+    debugRun.script.childDataReceived(1, b"<h1>hello</h1>\n\n")
+    assert debugRun.request.responseCode == 502
+    text = pageOf(debugRun)
+    assert "header line without a colon" in text
+    assert "<pre>&lt;h1&gt;hello&lt;/h1&gt;\n\n</pre>" in text
+    assert "still running: the server is ending it" in text
+    assert debugRun.transport.terminated == [KILL_GRACE]
+
+
+def test_debugTimeout(debugRun: SimpleNamespace) -> None:
+    """
+    A script silent for the timeout: a 504 page saying so, with what it
+    wrote to its standard error so far.
+    """
+    debugRun.script.childDataReceived(2, b"waiting for the database\n")
+    debugRun.clock.advance(2.0)
+    assert debugRun.request.responseCode == 504
+    text = pageOf(debugRun)
+    assert "timed out after 2 s without output; still running" in text
+    assert "waiting for the database" in text
+
+
+def test_debugStderrTailBounded(debugRun: SimpleNamespace) -> None:
+    """
+    The page shows the last 64 KiB of standard error, and says how much
+    came before.
+    """
+    debugRun.script.childDataReceived(2, b"a" * 1000)
+    debugRun.script.childDataReceived(2, b"b" * (64 * 1024))
+    debugRun.script.childConnectionLost(1)
+    exited(debugRun, error.ProcessDone(0))
+    text = pageOf(debugRun)
+    assert "(1000 earlier bytes not shown)" in text
+    assert "<pre>" + "b" * (64 * 1024) + "</pre>" in text
+    assert "exited with status 0" in text
+
+
+def test_debugDeathBeforeTheBody(debugRun: SimpleNamespace) -> None:
+    """
+    A script killed after its head, before its body: the page, with the
+    signal.
+    """
+    debugRun.script.childDataReceived(1, b"Content-Type: a/b\n\n")
+    exited(debugRun, error.ProcessTerminated(signal=9))
+    debugRun.script.childConnectionLost(1)
+    assert debugRun.request.responseCode == 502
+    assert "killed by signal 9 (SIGKILL)" in pageOf(debugRun)
+
+
+def test_debugLeavesSuccessAlone(debugRun: SimpleNamespace) -> None:
+    """
+    A script that answers gets its own response, though it wrote to its
+    standard error and exited non-zero after its response.
+    """
+    debugRun.script.childDataReceived(2, b"warning\n")
+    debugRun.script.childDataReceived(1, b"Content-Type: a/b\n\nbody")
+    debugRun.script.childConnectionLost(1)
+    exited(debugRun, error.ProcessTerminated(exitCode=1))
+    assert debugRun.request.responseCode == 200
+    assert b"".join(debugRun.request.written) == b"body"
+
+
+def test_debugCannotReplaceAStartedResponse(debugRun: SimpleNamespace) -> None:
+    """
+    Once the body has started, a failure still only cuts the response.
+    """
+    debugRun.script.childDataReceived(1, b"Content-Type: a/b\n\nsome")
+    exited(debugRun, error.ProcessTerminated(signal=9))
+    debugRun.script.childConnectionLost(1)
+    assert debugRun.cut == [debugRun.request]
+    assert b"".join(debugRun.request.written) == b"some"
+
+
+def test_debugNeverForNPH(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    An NPH script writes its own response: no page, whatever happens.
+    """
+    run = makeRun(monkeypatch, nph=True, debug=DEBUG)
+    run.script.childDataReceived(2, b"err\n")
+    run.clock.advance(2.0)
+    assert run.request.written == []
+    assert run.cut == [run.request]
+
+
+def test_noDebugNoTail(run: SimpleNamespace) -> None:
+    """
+    Without --cgi-debug, standard error is only logged, not kept, and a
+    failure gets the bare error page.
+    """
+    run.script.childDataReceived(2, b"x" * 1000)
+    assert run.script._stderrTail is None
+    run.script.childConnectionLost(1)
+    exited(run, error.ProcessTerminated(exitCode=1))
+    body = b"".join(run.request.written)
+    assert b"Error code: 502" in body
+    assert b"--cgi-debug" not in body

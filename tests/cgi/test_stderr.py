@@ -1,6 +1,6 @@
 """
 Tests for L{twisted_cgiserve._cgi.stderr}: a script's standard error, cut
-into bounded lines.
+into bounded lines, and its bounded tail for --cgi-debug.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from twisted_cgiserve._cgi.stderr import MAX_LINE, LineSplitter
+from twisted_cgiserve._cgi.stderr import MAX_LINE, MAX_TAIL, LineSplitter, StderrTail
 
 
 def test_completeLinesOnly() -> None:
@@ -69,3 +69,43 @@ def test_nothingLostNothingTooLong(chunks: list[bytes], size: int) -> None:
     pieces.extend(splitter.flush())
     assert all(len(piece) <= size for piece in pieces)
     assert b"".join(pieces) == b"".join(chunks).replace(b"\n", b"")
+
+
+def test_tailKeepsTheEnd() -> None:
+    """
+    The tail is the last 64 KiB of the stream, and says how much came
+    before it.
+    """
+    tail = StderrTail()
+    assert (tail.value(), tail.dropped) == (b"", 0)
+    tail.feed(b"a" * MAX_TAIL)
+    assert (tail.value(), tail.dropped) == (b"a" * MAX_TAIL, 0)
+    tail.feed(b"Traceback\n")
+    assert tail.value() == b"a" * (MAX_TAIL - 10) + b"Traceback\n"
+    assert tail.dropped == 10
+    assert tail.total == MAX_TAIL + 10
+
+
+def test_tailOfOneLargeWrite() -> None:
+    """
+    A single write larger than the tail keeps only its end.
+    """
+    tail = StderrTail(size=4)
+    tail.feed(b"ab")
+    tail.feed(b"0123456789")
+    assert (tail.value(), tail.dropped, tail.total) == (b"6789", 8, 12)
+
+
+@given(st.lists(st.binary(max_size=40), max_size=30), st.integers(1, 16))
+def test_tailIsTheStreamsEnd(chunks: list[bytes], size: int) -> None:
+    """
+    However the stream is cut, the tail is its last C{size} bytes, what it
+    dropped is the rest, and memory never holds more than twice the size.
+    """
+    tail = StderrTail(size=size)
+    for chunk in chunks:
+        tail.feed(chunk)
+        assert len(tail._buffer) <= 2 * size
+    stream = b"".join(chunks)
+    assert tail.value() == stream[-size:]
+    assert tail.dropped + len(tail.value()) == len(stream)

@@ -36,6 +36,7 @@ import requests
 from tests.support.probes import RssSampler, childrenOf, openFiles, processState
 from tests.support.raw import Conn, fetch, request
 from tests.support.server import (
+    ENTRY_POINTS,
     ScriptTree,
     Server,
     makeScriptTree,
@@ -439,12 +440,16 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ScriptTree]:
     shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="module")
-def server(tree: ScriptTree) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENTRY_POINTS)
+def server(tree: ScriptTree, request: pytest.FixtureRequest) -> Iterator[Server]:
     """
-    The default options, with secrets in the server's own environment.
+    The default options, with secrets in the server's own environment:
+    C{twistd cgiserve}, then C{python -m twisted_cgiserve --cgi}
+    (http.server's command line).
     """
-    srv = startServer(tree.root, logDir=tree.logs, env=SERVER_ENV)
+    srv = startServer(
+        tree.root, logDir=tree.logs, env=SERVER_ENV, entryPoint=request.param
+    )
     yield srv
     srv.stop()
 
@@ -1854,7 +1859,7 @@ def test_completeResponsesAreAccessLogged(server: Server, script: str) -> None:
         return [
             line
             for line in server.log().splitlines()
-            if "cgiserve.access" in line and token in line
+            if '"GET /cgi-bin/' in line and token in line
         ]
 
     waitFor(lambda: len(logged()) >= 3, 3)

@@ -15,7 +15,13 @@ import requests
 
 from tests.support.pages import errorPage
 from tests.support.raw import TIMEOUT, Conn, fetch, request
-from tests.support.server import Server, sharedServer, startServer, staysHealthy
+from tests.support.server import (
+    ENTRY_POINTS,
+    Server,
+    sharedServer,
+    startServer,
+    staysHealthy,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -23,8 +29,14 @@ A_TXT = b"Hello from a.txt\n"
 B_TXT = b"Bee\n"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENTRY_POINTS)
+def server(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Server]:
+    """
+    One server for the module: C{twistd cgiserve}, then C{python -m
+    twisted_cgiserve --cgi} (http.server's command line).
+    """
     base = tmp_path_factory.mktemp("http")
     root = base / "root"
     root.mkdir()
@@ -32,7 +44,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     (root / "b.txt").write_bytes(B_TXT)
     (root / "sub").mkdir()
     (root / "sub" / "c.txt").write_bytes(b"c\n")
-    with sharedServer(startServer(root, logDir=base)) as srv:
+    server = startServer(root, logDir=base, entryPoint=request.param)
+    with sharedServer(server) as srv:
         yield srv
 
 

@@ -29,7 +29,13 @@ import requests
 
 from tests.support.pages import errorPage, listingPage
 from tests.support.raw import Conn, Response, fetch, request
-from tests.support.server import Server, sharedServer, startServer, staysHealthy
+from tests.support.server import (
+    ENTRY_POINTS,
+    Server,
+    sharedServer,
+    startServer,
+    staysHealthy,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -164,13 +170,15 @@ UNDECODABLE = b"bad-\xff\xfe.bin"
 UNDECODABLE_HREF = "bad-%ED%B3%BF%ED%B3%BE.bin"
 
 
-@pytest.fixture(scope="module")
-def server(tree: Tree) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=ENTRY_POINTS)
+def server(tree: Tree, request: pytest.FixtureRequest) -> Iterator[Server]:
     """
     One server for the module, stopped at the end; its log must hold no
-    traceback then either.
+    traceback then either. Every test runs against C{twistd cgiserve} and
+    against C{python -m twisted_cgiserve --cgi}, http.server's command line.
     """
-    with sharedServer(startServer(tree.root, logDir=tree.base)) as srv:
+    server = startServer(tree.root, logDir=tree.base, entryPoint=request.param)
+    with sharedServer(server) as srv:
         yield srv
 
 

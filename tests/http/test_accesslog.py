@@ -16,10 +16,13 @@ import pytest
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, capturedLogs, formatEvent
+from twisted.python.components import Componentized
 from twisted.web.http import HTTPChannel
+from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.requests import makeRequest
 from twisted_cgiserve._http.accesslog import AccessLog, combinedLogLine
+from twisted_cgiserve._http.basicauth import Authentication, IAuthentication
 from twisted_cgiserve._http.clock import SecondClock
 from twisted_cgiserve._http.request import CGIServeRequest
 
@@ -407,3 +410,33 @@ def test_reopenLeavesPartialLine(tmp_path: Path) -> None:
     os.close(reader)
     assert [x.split('"')[1] for x in _lines(path)] == ["GET /new HTTP/1.1"]
     assert _messages(events)[-1].endswith("can be written again; lines lost: 1.")
+
+
+class _AuthenticatedRequest(DummyRequest, Componentized):
+    def __init__(self, user: bytes | None) -> None:
+        DummyRequest.__init__(self, [])
+        Componentized.__init__(self)
+        self.setComponent(IAuthentication, Authentication(user))
+        self.uri = b"/"
+        self.client = IPv4Address("TCP", "192.0.2.7", 40000)
+        self.clientproto = b"HTTP/1.1"
+        self.code = 200
+        self.sentLength = 1
+
+
+@pytest.mark.parametrize(
+    ("user", "field"),
+    [
+        (b"alice", "alice"),
+        (None, "-"),
+        (b"two words", "two\\x20words"),
+        (b'q"uote', 'q\\"uote'),
+    ],
+)
+def test_authenticatedUser(user: bytes | None, field: str) -> None:
+    """
+    The third field is the user Basic authentication verified, escaped and
+    without spaces (the field is not quoted); C{-} without one.
+    """
+    line = combinedLogLine(_AuthenticatedRequest(user), _STAMP)
+    assert line.split(" ")[:3] == ["192.0.2.7", "-", field]

@@ -18,10 +18,15 @@ from twisted_cgiserve._http.paths import (
     DEFAULT_CGI_DIRECTORIES,
     BadRequestPath,
     _resolveDecoded,
+    cgiDirectorySegments,
     collapseLeadingSlashes,
     decodePath,
+    foldName,
+    hidesScript,
     normaliseCGIDirectory,
+    normaliseCGIExtension,
     resolvePath,
+    scriptExtension,
     splitTarget,
 )
 
@@ -207,6 +212,7 @@ def test_defaultCGIDirectories() -> None:
         ("/cgi-bin/", "/cgi-bin"),
         ("/a/b", "/a/b"),
         ("/caf\u00e9", "/caf\u00e9"),
+        ("/", "/"),
     ],
 )
 def test_normaliseCGIDirectory(given: str, canonical: str) -> None:
@@ -227,11 +233,11 @@ def test_normaliseCGIDirectory(given: str, canonical: str) -> None:
         ("/cgi\\bin", "must be a plain path"),
         ("/cgi\nbin", "must be a plain path"),
         ("/cgi\x00bin", "must be a plain path"),
-        ("/", "must be a normalised path below '/'"),
-        ("/a/../b", "must be a normalised path below '/'"),
-        ("/a/./b", "must be a normalised path below '/'"),
-        ("/a//b", "must be a normalised path below '/'"),
-        ("//a", "must be a normalised path below '/'"),
+        ("/a/../b", "must be '/' or a normalised path"),
+        ("/a/./b", "must be '/' or a normalised path"),
+        ("/a//b", "must be '/' or a normalised path"),
+        ("//a", "must be '/' or a normalised path"),
+        ("//", "must be '/' or a normalised path"),
     ],
 )
 def test_normaliseCGIDirectoryRefuses(given: str, complaint: str) -> None:
@@ -242,3 +248,101 @@ def test_normaliseCGIDirectoryRefuses(given: str, complaint: str) -> None:
     with pytest.raises(ValueError, match=re.escape(complaint)) as raised:
         normaliseCGIDirectory(given)
     assert repr(given) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("directory", "segments"),
+    [("/", ()), ("/cgi-bin", ("cgi-bin",)), ("/a/b", ("a", "b"))],
+)
+def test_cgiDirectorySegments(directory: str, segments: tuple[str, ...]) -> None:
+    """
+    A canonical CGI directory's segments; the root has none.
+    """
+    assert cgiDirectorySegments(directory) == segments
+
+
+# Script extensions, as --cgi-ext and --cgi-interpreter name them.
+
+
+@pytest.mark.parametrize(
+    ("word", "folded"),
+    [
+        ("CGI-BIN", "cgi-bin"),
+        ("X.Cgi", "x.cgi"),
+        ("Stra\u00dfe", "strasse"),
+        # Decomposed and composed spellings fold alike (macOS stores NFD).
+        ("Cafe\u0301", "caf\u00e9"),
+    ],
+)
+def test_foldName(word: str, folded: str) -> None:
+    """
+    Names fold as a case-insensitive file system compares them.
+    """
+    assert foldName(word) == folded
+
+
+@pytest.mark.parametrize(
+    ("given", "folded"), [(".cgi", ".cgi"), (".CGI", ".cgi"), (".Pl", ".pl")]
+)
+def test_normaliseCGIExtension(given: str, folded: str) -> None:
+    """
+    Extensions compare case-insensitively, as Apache's C{AddHandler} and
+    C{twistd web}'s processors compare them.
+    """
+    assert normaliseCGIExtension(given) == folded
+
+
+@pytest.mark.parametrize(
+    "given", ["cgi", ".", "", ".tar.gz", "./x", ".a\\b", ".a\x00", ".a\n"]
+)
+def test_normaliseCGIExtensionRefuses(given: str) -> None:
+    """
+    An extension is a dot and a name: nothing that could match part of a
+    path, or only some spellings of a name.
+    """
+    with pytest.raises(ValueError, match="must be a dot and a name") as raised:
+        normaliseCGIExtension(given)
+    assert repr(given) in str(raised.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "extension"),
+    [
+        ("x.cgi", ".cgi"),
+        ("X.CGI", ".cgi"),
+        (".cgi", ".cgi"),
+        ("a.b.pl", ".pl"),
+        ("x.cgi.txt", None),
+        ("x.cgi.", None),
+        ("xcgi", None),
+        ("x.txt", None),
+    ],
+)
+def test_scriptExtension(name: str, extension: str | None) -> None:
+    """
+    A file is a script when its name ends with an extension, in any case;
+    the extension matched is returned.
+    """
+    assert scriptExtension(name, (".cgi", ".pl")) == extension
+    assert scriptExtension(name, ()) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "hidden"),
+    [
+        ("x.cgi", True),
+        ("X.cGi", True),
+        ("x.cgi.", True),
+        ("x.cgi. .", True),
+        ("x.cgi ", True),
+        ("x.cgi.txt", False),
+        ("x.txt", False),
+    ],
+)
+def test_hidesScript(name: str, hidden: bool) -> None:
+    """
+    The static half refuses every name that is, or that some file system
+    resolves to, a script's.
+    """
+    assert hidesScript(name, (".cgi",)) is hidden
+    assert not hidesScript(name, ())

@@ -25,6 +25,9 @@ FIELDS: dict[str, Any] = {
     "maxBodySize": 1024,
     "shutdownGrace": 30.0,
     "headers": ((b"X-A", b"1"),),
+    "authFile": None,
+    "authRealm": "twisted-cgiserve",
+    "authPaths": (),
 }
 
 

@@ -157,3 +157,20 @@ def test_signals() -> None:
     assert calls == [
         "reopen", "reloading", "reload a", "reload b", "reopen", "reloaded",
     ]  # fmt: skip
+
+
+def test_reloadAuthFile() -> None:
+    """
+    With --auth-file, SIGHUP reads it again, after the certificates and
+    before systemd is told the reload is done.
+    """
+    calls: list[str] = []
+    service = ReloadService(
+        MemoryReactorClock(),
+        [_Certificate(calls, "a")],  # type: ignore[list-item]
+        _AccessLog(calls),  # type: ignore[arg-type]
+        _Readiness(calls),  # type: ignore[arg-type]
+        checker=_Certificate(calls, "htpasswd"),  # type: ignore[arg-type]
+    )
+    service.reload()
+    assert calls == ["reloading", "reload a", "reload htpasswd", "reopen", "reloaded"]

@@ -405,7 +405,7 @@ def test_staticCGIDirectoriesGiven(root: Path) -> None:
     everything = StaticResource(str(root), cgiDirectories=())
     assert body(_get(everything, b"/cgi-bin/s.sh")) == SECRET
     assert b"s.sh" in body(_get(everything, b"/htbin/"))
-    for bad in ("cgi-bin", "/", "/a/../b", "/a%2fb"):
+    for bad in ("cgi-bin", "//", "/a/../b", "/a%2fb"):
         with pytest.raises(ValueError):
             StaticResource(str(root), cgiDirectories=[bad])
 
@@ -492,7 +492,7 @@ def test_settingsValidateCGIDirectories() -> None:
     CGI directories must be normalised absolute URL paths.
     """
     assert Settings(cgiDirectories=("/a/cgi/",)).cgiDirectories == ("/a/cgi",)
-    for bad in ("cgi", "/", "/a/../b", "/a//b", "/a?b", "/%41"):
+    for bad in ("cgi", "//", "/a/../b", "/a//b", "/a?b", "/%41"):
         with pytest.raises(ValueError):
             Settings(cgiDirectories=(bad,))
 
@@ -539,3 +539,151 @@ def test_scriptBytesNeverLeak(root: Path, uri: bytes) -> None:
     for method in (b"GET", b"HEAD", b"POST"):
         request = render(makeRootResource(str(root)), makeRequest(uri, method=method))
         assert b"SECRET-SOURCE" not in body(request)
+
+
+# Scripts by name (--cgi-ext) and the root as a CGI directory (--cgi-dir /).
+
+
+def _extensionTree(root: Path) -> None:
+    """
+    Scripts named with C{.cgi} in a subdirectory, a directory named like a
+    script, and links to a script under innocent names.
+    """
+    (root / "sub" / "run.cgi").write_bytes(SECRET)
+    (root / "dir.cgi").mkdir(exist_ok=True)
+    (root / "dir.cgi" / "page.txt").write_bytes(b"page\n")
+    for link, target in (("sub/alias.txt", "run.cgi"), ("sub/chain.txt", "alias.txt")):
+        if not (root / link).is_symlink():
+            (root / link).symlink_to(target)
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        b"/sub/run.cgi",
+        b"/sub/RUN.CGI",
+        b"/sub/run.cgi.",
+        b"/sub/run.cgi%20",
+        b"/sub/run%2ecgi",
+        b"/sub/run.cgi/",
+        b"/sub/alias.txt",
+        b"/sub/chain.txt",
+    ],
+)
+def test_staticRefusesScriptNames(root: Path, uri: bytes) -> None:
+    """
+    A file named as a script is never sent, however it is spelt, and
+    neither is a link to one under another name.
+    """
+    _extensionTree(root)
+    resource = StaticResource(str(root), cgiExtensions=[".CGI"])
+    assert resource.cgiExtensions == (".cgi",)
+    request = _get(resource, uri)
+    assert request.responseCode == 404
+    assert b"SECRET-SOURCE" not in body(request)
+    everything = StaticResource(str(root))
+    assert body(_get(everything, b"/sub/alias.txt")) == SECRET
+
+
+def test_staticServesDirectoryNamedLikeScript(root: Path) -> None:
+    """
+    A directory named with a script extension is only a directory: listed,
+    and its files served.
+    """
+    _extensionTree(root)
+    resource = StaticResource(str(root), cgiExtensions=[".cgi"])
+    assert b"page.txt" in body(_get(resource, b"/dir.cgi/"))
+    assert body(_get(resource, b"/dir.cgi/page.txt")) == b"page\n"
+    assert _get(resource, b"/dir.cgi").responseCode == 301
+
+
+def test_staticLinkLoop(root: Path) -> None:
+    """
+    A loop of links names no script; it is not found (it cannot be
+    opened) and costs a bounded walk.
+    """
+    (root / "loop1").symlink_to("loop2")
+    (root / "loop2").symlink_to("loop1")
+    resource = StaticResource(str(root), cgiExtensions=[".cgi"])
+    assert resource._isScript(str(root / "loop1"))
+    assert _get(resource, b"/loop1").responseCode == 404
+
+
+def test_staticPassesOverScriptIndex(root: Path) -> None:
+    """
+    An index file named as a script is passed over: the next index file,
+    or the listing, is served instead.
+    """
+    (root / "sub" / "index.cgi").write_bytes(SECRET)
+    resource = StaticResource(
+        str(root), indexNames=["index.cgi", "b.html"], cgiExtensions=[".cgi"]
+    )
+    assert body(_get(resource, b"/sub/")) == b"<p>b</p>"
+    listing = StaticResource(
+        str(root), indexNames=["index.cgi"], cgiExtensions=[".cgi"]
+    )
+    listed = body(_get(listing, b"/sub/"))
+    assert b"index.cgi" in listed
+    assert b"SECRET-SOURCE" not in listed
+
+
+@pytest.mark.parametrize(
+    ("uri", "code"),
+    [
+        (b"/", 404),
+        (b"/a.txt", 404),
+        (b"/A.TXT", 404),
+        (b"/sub", 404),
+        (b"/sub/", 200),
+        (b"/sub/b.html", 200),
+        (b"/a.txt/", 404),
+    ],
+)
+def test_staticRootCGIDirectory(root: Path, uri: bytes, code: int) -> None:
+    """
+    With C{/} as a CGI directory the static half refuses what CGI dispatch
+    takes (the root and top-level names) and serves the subdirectories.
+    """
+    resource = StaticResource(str(root), cgiDirectories=["/"])
+    request = _get(resource, uri)
+    assert (request.responseCode or 200) == code
+    assert b"hello" not in body(request)
+
+
+def test_staticBadExtension(root: Path) -> None:
+    """
+    A script extension must be a dot and a name.
+    """
+    with pytest.raises(ValueError, match="must be a dot and a name"):
+        StaticResource(str(root), cgiExtensions=["cgi"])
+
+
+def test_mimeTypes(tmp_path: Path) -> None:
+    """
+    C{mimeTypes} sets the type of files with that extension, regardless of
+    case, for files and index files alike; other files keep http.server's.
+    """
+    (tmp_path / "README.MD").write_bytes(b"# r\n")
+    (tmp_path / "a.txt").write_bytes(b"a\n")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "index.md").write_bytes(b"# i\n")
+    resource = StaticResource(
+        str(tmp_path),
+        indexNames=("index.md",),
+        mimeTypes=((".md", "text/markdown; charset=utf-8"),),
+    )
+    for uri in (b"/README.MD", b"/sub/"):
+        request = render(resource, makeRequest(uri))
+        assert header(request, b"content-type") == b"text/markdown; charset=utf-8"
+    request = render(resource, makeRequest(b"/a.txt"))
+    assert header(request, b"content-type") == b"text/plain"
+
+
+def test_mimeTypesMalformed(tmp_path: Path) -> None:
+    """
+    A malformed extension or type is refused when the resource is built.
+    """
+    with pytest.raises(ValueError):
+        StaticResource(str(tmp_path), mimeTypes=((".md", "text\r\nx: y"),))
+    with pytest.raises(ValueError):
+        StaticResource(str(tmp_path), mimeTypes=((".tar.gz", "application/gzip"),))

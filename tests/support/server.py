@@ -21,6 +21,7 @@ from typing import Any
 from tests.support.shell import writeFile
 
 __all__ = [
+    "ENTRY_POINTS",
     "TWISTD",
     "ScriptTree",
     "Server",
@@ -29,6 +30,7 @@ __all__ = [
     "makeDocroot",
     "makeScriptTree",
     "runTwistd",
+    "serverCommand",
     "sharedServer",
     "startServer",
     "staysHealthy",
@@ -108,26 +110,29 @@ def runTwistd(
     )
 
 
-def startServer(
+# The commands startServer can start the server with (ENTRY_POINTS[0] is
+# the default): twistd's plugin, and http.server's command line as
+# python -m http.server --cgi users run it.
+ENTRY_POINTS = ("twistd", "python -m")
+
+
+def serverCommand(
     root: Path,
-    args: list[str] | None = None,
-    logDir: Path | None = None,
-    env: dict[str, str] | None = None,
-    *,
-    timeout: float = 20,
+    args: list[str],
+    entryPoint: str = "twistd",
     twistdArgs: list[str] | None = None,
-) -> Server:
+) -> list[str]:
     """
-    Start C{twistd -n cgiserve} serving C{root} on an ephemeral loopback
-    port and wait until it says where it listens.
+    The command that serves C{root} with C{args} on an ephemeral loopback
+    port: C{twistd -n cgiserve --port tcp:0:interface=127.0.0.1 ...}, or
+    C{python -m twisted_cgiserve --cgi -b 127.0.0.1 -d ROOT ... 0} (with
+    C{--cgi} unless C{args} say C{--no-cgi}: CGI is on in both by default).
     """
-    args = list(args or [])
-    if not any(a == "--port" or a.startswith("--port=") for a in args):
-        args = ["--port", "tcp:0:interface=127.0.0.1", *args]
-    logPath = (logDir or root.parent) / f"twistd-{time.monotonic_ns()}.log"
-    logFile = logPath.open("wb")
-    process = subprocess.Popen(
-        [
+    hasPort = any(a == "--port" or a.startswith("--port=") for a in args)
+    if entryPoint == "twistd":
+        if not hasPort:
+            args = ["--port", "tcp:0:interface=127.0.0.1", *args]
+        return [
             TWISTD,
             "-n",
             "--pidfile=",
@@ -136,7 +141,45 @@ def startServer(
             "--directory",
             str(root),
             *args,
-        ],
+        ]
+    assert entryPoint == "python -m", entryPoint
+    assert not twistdArgs, "python -m takes no twistd options"
+    cgi = [] if "--no-cgi" in args else ["--cgi"]
+    return [
+        sys.executable,
+        "-m",
+        "twisted_cgiserve",
+        *cgi,
+        "-b",
+        "127.0.0.1",
+        "-d",
+        str(root),
+        *args,
+        *([] if hasPort else ["0"]),
+    ]
+
+
+def startServer(
+    root: Path,
+    args: list[str] | None = None,
+    logDir: Path | None = None,
+    env: dict[str, str] | None = None,
+    *,
+    timeout: float = 20,
+    twistdArgs: list[str] | None = None,
+    entryPoint: str = "twistd",
+) -> Server:
+    """
+    Start C{twistd -n cgiserve} (or, with C{entryPoint="python -m"},
+    C{python -m twisted_cgiserve --cgi}) serving C{root} on an ephemeral
+    loopback port and wait until it says where it listens.
+    """
+    args = list(args or [])
+    command = serverCommand(root, args, entryPoint, twistdArgs)
+    logPath = (logDir or root.parent) / f"twistd-{time.monotonic_ns()}.log"
+    logFile = logPath.open("wb")
+    process = subprocess.Popen(
+        command,
         cwd=root,
         stdout=logFile,
         stderr=subprocess.STDOUT,

@@ -21,6 +21,7 @@ from urllib.parse import unquote_to_bytes
 
 from twisted.web.iweb import IRequest
 
+from twisted_cgiserve._http.basicauth import authenticationOf
 from twisted_cgiserve._http.grammar import HOP_BY_HOP
 from twisted_cgiserve._http.paths import BadRequestPath, resolvePath, splitTarget
 
@@ -29,6 +30,7 @@ __all__ = [
     "CGIEnvironmentSettings",
     "ScriptRequest",
     "buildEnvironment",
+    "inheritedEnvironment",
     "mountPrefix",
     "requestBodyLength",
 ]
@@ -53,6 +55,64 @@ _CREDENTIALS = frozenset({b"authorization", b"proxy-authorization"})
 # written for it index os.environ with them.
 _ALWAYS = ("HTTP_ACCEPT", "HTTP_USER_AGENT", "HTTP_COOKIE", "HTTP_REFERER")
 
+# What --cgi-inherit-env never hands on. The service manager's messages to
+# the server alone: a script with NOTIFY_SOCKET could report the service
+# ready or stopping, one with LISTEN_* take its sockets, one with
+# CREDENTIALS_DIRECTORY read its keys.
+_SERVER_ONLY = frozenset(
+    {
+        "NOTIFY_SOCKET",
+        "JOURNAL_STREAM",
+        "INVOCATION_ID",
+        "CREDENTIALS_DIRECTORY",
+        "MAINPID",
+        "MANAGERPID",
+        "SYSTEMD_EXEC_PID",
+        "MEMORY_PRESSURE_WATCH",
+        "MEMORY_PRESSURE_WRITE",
+    }
+)
+_SERVER_ONLY_PREFIXES = ("LISTEN_", "WATCHDOG_")
+# Names a request sets, or whose absence means something (RFC 3875
+# section 4.1, and what this server and others add): inherited, a value
+# would pose as the request's whenever the request has none (no
+# AUTH_TYPE: "authenticated"; no HTTPS: the server's "on"), as
+# http.server's setdefault let it.
+_META_VARIABLES = frozenset(
+    {
+        "AUTH_TYPE",
+        "CONTENT_LENGTH",
+        "CONTENT_TYPE",
+        "GATEWAY_INTERFACE",
+        "PATH_INFO",
+        "PATH_TRANSLATED",
+        "QUERY_STRING",
+        "REMOTE_ADDR",
+        "REMOTE_HOST",
+        "REMOTE_IDENT",
+        "REMOTE_PORT",
+        "REMOTE_USER",
+        "REQUEST_METHOD",
+        "REQUEST_SCHEME",
+        "REQUEST_URI",
+        "SCRIPT_FILENAME",
+        "SCRIPT_NAME",
+        "SCRIPT_URI",
+        "SCRIPT_URL",
+        "SERVER_ADDR",
+        "SERVER_NAME",
+        "SERVER_PORT",
+        "SERVER_PROTOCOL",
+        "SERVER_SOFTWARE",
+        "DOCUMENT_ROOT",
+        "DOCUMENT_URI",
+        "HTTPS",
+        "CONTEXT_DOCUMENT_ROOT",
+        "CONTEXT_PREFIX",
+    }
+)
+_META_PREFIXES = ("HTTP_", "CONTENT_", "REDIRECT_")
+
 _HOST = re.compile(rb"(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-_]+)(?::([0-9]{1,5}))?")
 
 
@@ -67,11 +127,36 @@ class CGIEnvironmentSettings:
     @ivar passEnvironment: Names of server environment variables passed on
         when set (C{--cgi-pass-env}).
     @ivar setEnvironment: Fixed variables (C{--cgi-set-env}), applied last.
+    @ivar inherited: The server's environment as C{--cgi-inherit-env}
+        hands it on (see L{inheritedEnvironment}), read once at start; the
+        request's variables replace any of the same name.
     """
 
     passAuthorization: bool = False
     passEnvironment: tuple[str, ...] = ()
     setEnvironment: tuple[tuple[str, str], ...] = ()
+    inherited: tuple[tuple[str, str], ...] = ()
+
+
+def inheritedEnvironment(environ: Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """
+    What C{--cgi-inherit-env} gives every script of C{environ}: all of it,
+    as http.server gave it, less the service manager's messages to the
+    server (C{NOTIFY_SOCKET}, C{LISTEN_*}, C{WATCHDOG_*},
+    C{CREDENTIALS_DIRECTORY} and the like) and every name that could pose
+    as one of the request's meta-variables (C{HTTP_*}, C{CONTENT_*},
+    C{REDIRECT_*}, RFC 3875's names and the ones servers add).
+
+    Lower-case names are kept: environment names are case-sensitive, so
+    C{http_proxy} is the administrator's proxy, never a request header.
+    """
+    return tuple(
+        (name, value)
+        for name, value in environ.items()
+        if name not in _SERVER_ONLY
+        and name not in _META_VARIABLES
+        and not name.startswith(_SERVER_ONLY_PREFIXES + _META_PREFIXES)
+    )
 
 
 @dataclass(frozen=True)
@@ -188,10 +273,10 @@ def _headerVariables(
 
 def _authType(authorization: bytes | None) -> str | None:
     """
-    C{AUTH_TYPE} as http.server sets it: the scheme of an C{Authorization}
-    header of exactly two words. (No C{REMOTE_USER}: this server verifies no
-    credentials, and a user name a client merely claims must not look
-    authenticated.)
+    C{AUTH_TYPE} as http.server sets it, when the server does no
+    authentication (no C{--auth-file}): the scheme of an C{Authorization}
+    header of exactly two words. (No C{REMOTE_USER} then: a user name a
+    client merely claims must not look authenticated.)
     """
     if authorization is None:
         return None
@@ -250,7 +335,7 @@ def buildEnvironment(
         (default C{os.environ}).
     """
     environ = os.environ if environ is None else environ
-    env: dict[str, str] = {"PATH": BASE_PATH}
+    env: dict[str, str] = {"PATH": BASE_PATH, **dict(settings.inherited)}
     for name in settings.passEnvironment:
         if name in environ:
             env[name] = environ[name]
@@ -314,9 +399,18 @@ def buildEnvironment(
     )
     if script.bodyLength is not None:
         env["CONTENT_LENGTH"] = str(script.bodyLength)
-    authType = _authType((headers.getRawHeaders(b"authorization") or [None])[-1])
-    if authType is not None:
-        env["AUTH_TYPE"] = authType
+    # Behind Basic authentication, AUTH_TYPE and REMOTE_USER (RFC 3875
+    # sections 4.1.1 and 4.1.11) say what the server verified, and are
+    # absent where the path needs none: a header it did not check must not
+    # look authenticated.
+    authentication = authenticationOf(request)
+    if authentication is None:
+        authType = _authType((headers.getRawHeaders(b"authorization") or [None])[-1])
+        if authType is not None:
+            env["AUTH_TYPE"] = authType
+    elif authentication.user is not None:
+        env["AUTH_TYPE"] = "Basic"
+        env["REMOTE_USER"] = _text(authentication.user)
     for name, value in settings.setEnvironment:
         env[name] = value
     return env, _argv(request.method, query)

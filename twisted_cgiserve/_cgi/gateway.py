@@ -31,8 +31,20 @@ from twisted_cgiserve._cgi.environ import (
     mountPrefix,
     requestBodyLength,
 )
-from twisted_cgiserve._cgi.locate import CGIRefusal, ScriptLocation, locateScript
-from twisted_cgiserve._cgi.privileges import runAs, runnableBy
+from twisted_cgiserve._cgi.inspector import (
+    OutputFailure,
+    ScriptContext,
+    debugApplies,
+    sendDebugPage,
+)
+from twisted_cgiserve._cgi.locate import (
+    CGIRefusal,
+    ScriptClaim,
+    ScriptLocation,
+    checkRunnableAs,
+    locateScript,
+)
+from twisted_cgiserve._cgi.privileges import runAs
 from twisted_cgiserve._cgi.process import ScriptProcess
 from twisted_cgiserve._cgi.protocol import ScriptRun
 from twisted_cgiserve._cgi.redirect import LocalRedirect
@@ -88,6 +100,7 @@ class ScriptGateway:
         timeout: float = 0,
         maxProcesses: int = 0,
         spawn: SpawnScript = ScriptProcess,
+        debug: str | None = None,
     ) -> None:
         """
         @param root: The served directory.
@@ -102,12 +115,15 @@ class ScriptGateway:
         @param maxProcesses: C{--cgi-max-processes}: the most runs alive at
             once (C{0}: no limit).
         @param spawn: What starts a script's process.
+        @param debug: C{--cgi-debug}: L{None} (off), C{"local"} or C{"all"}
+            (see L{debugApplies}).
         """
         self.root = root
         self.environment = environment
         self.user = user
         self.timeout = timeout
         self.maxProcesses = maxProcesses
+        self.debug = debug
         self.running: set[ScriptRun] = set()
         self._redirect = LocalRedirect(siteRoot)
         self._spawn = spawn
@@ -117,10 +133,13 @@ class ScriptGateway:
             reactor = globalReactor
         self._reactor = reactor
 
-    def serve(self, request: IRequest, resolved: ResolvedPath, directory: str) -> int:
+    def serve(
+        self, request: IRequest, resolved: ResolvedPath, directory: ScriptClaim | str
+    ) -> int:
         """
-        Answer C{request}, whose path C{resolved} lies below the CGI
-        directory C{directory}: locate its script, admit it, start it.
+        Answer C{request}, whose path C{resolved} CGI dispatch took (its
+        L{ScriptClaim}, or the CGI directory it lies below): locate its
+        script, admit it, start it.
 
         @return: L{NOT_DONE_YET} once the script runs (it answers), or the
             body of the refusal already sent.
@@ -128,10 +147,8 @@ class ScriptGateway:
         try:
             location = locateScript(self.root, resolved, directory)
             user = runAs(self.user, os.geteuid())
-            if user is not None and not runnableBy(location.filename, user):
-                raise CGIRefusal(
-                    403, f"CGI script is not executable ({location.scriptName!r})"
-                )
+            if user is not None:
+                checkRunnableAs(location, user)
         except CGIRefusal as refusal:
             return sendError(request, refusal.code, refusal.message)
         if not self._admits():
@@ -172,6 +189,17 @@ class ScriptGateway:
             bodyLength=requestBodyLength(request),
         )
         env, argv = buildEnvironment(request, script, self.environment, SERVER_SOFTWARE)
+        executable, command = location.command(argv)
+        debug = None
+        if debugApplies(self.debug, request):
+            debug = ScriptContext(
+                mode=self.debug or "",
+                scriptName=script.scriptName,
+                filename=location.filename,
+                argv=tuple(command),
+                environment=dict(env),
+                hidden=frozenset(name for name, _ in self.environment.setEnvironment),
+            )
         run = ScriptRun(
             request,
             location.scriptName,
@@ -179,13 +207,14 @@ class ScriptGateway:
             self._reactor,
             nph=location.nph,
             timeout=self.timeout,
+            debug=debug,
         )
         try:
             self._spawn(
                 self._reactor,
                 run,
-                location.filename,
-                [location.filename, *argv],
+                executable,
+                command,
                 environment=env,
                 directory=os.path.dirname(location.filename),
                 user=user,
@@ -205,6 +234,15 @@ class ScriptGateway:
                 script=location.scriptName,
                 error=e.strerror or e,
             )
+            if debug is not None:
+                failure = OutputFailure(
+                    code=502,
+                    message="Bad Gateway",
+                    why=f"The script could not be started: {e.strerror or e}.",
+                )
+                return sendDebugPage(
+                    request, debug, failure, ended="never started", stderr=b""
+                )
             return sendError(request, 502, "Bad Gateway", "The CGI script failed")
         self.running.add(run)
         run.ended.addBoth(lambda _: self.running.discard(run))

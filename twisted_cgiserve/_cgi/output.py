@@ -16,6 +16,12 @@ timers and its end belong to the protocol
 (L{twisted_cgiserve._cgi.protocol.ScriptRun}), which learns from each call,
 as a L{Progress}, whether the response goes on, is complete, or is over
 without completing (the script must then be ended).
+
+A script's failure before its response has started (a malformed head, an
+exit or a death before the head or the body, a timeout) is answered with an
+error page: the bare one, or, under C{--cgi-debug}, the run's page that
+shows what the script did (L{twisted_cgiserve._cgi.inspector}), for which
+the strategy keeps the start of what the script printed.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from twisted_cgiserve._cgi.head import (
     MalformedHead,
     ResponseKind,
 )
+from twisted_cgiserve._cgi.inspector import MAX_PRINTED, OutputFailure
 from twisted_cgiserve._http.errors import sendError, statusPhrase
 from twisted_cgiserve._http.response import ResponseSender, cutResponse
 
@@ -116,9 +123,13 @@ class ParsedOutput:
         script: IScriptSource,
         reactor: Any,
         localRedirect: Callable[[Any, bytes], object],
+        *,
+        inspect: Callable[[OutputFailure], object] | None = None,
     ) -> None:
         """
         @param localRedirect: Serves a local redirect's path for C{request}.
+        @param inspect: Under C{--cgi-debug}, answers a failure before the
+            response started instead of the bare error page.
         """
         # Any Twisted request: the consumer methods used here are not part
         # of IRequest.
@@ -131,12 +142,19 @@ class ParsedOutput:
         # What is left of the script's Content-Length, when it gave one.
         self._remaining: int | None = None
         self._response: ResponseSender | None = None
+        self._inspect = inspect
+        # For the --cgi-debug page only: the start of what the script
+        # printed before its head was complete, and how much more.
+        self._printed = bytearray()
+        self._printedDropped = 0
 
     def dataReceived(self, data: bytes) -> Progress:
         """
         See L{IScriptOutput.dataReceived}.
         """
         if self._head is None:
+            if self._inspect is not None:
+                self._keepPrinted(data)
             try:
                 result = self._parser.feed(data)
             except MalformedHead as e:
@@ -148,6 +166,14 @@ class ParsedOutput:
             if not self._startResponse(head):
                 return Progress.OVER
         return self._writeBody(data)
+
+    def _keepPrinted(self, data: bytes) -> None:
+        """
+        Keep what fits of C{data} in the first L{MAX_PRINTED} bytes.
+        """
+        room = MAX_PRINTED - len(self._printed)
+        self._printed += data[:room]
+        self._printedDropped += max(0, len(data) - room)
 
     def _startResponse(self, head: CGIHead) -> bool:
         """
@@ -249,6 +275,7 @@ class ParsedOutput:
             # byte): the client can still get a status.
             if self._response is not None:
                 self._response.detach()
+            self._dropScriptHeaders()
             if shuttingDown:
                 sendError(request, 503, "Server shutting down")
             else:
@@ -257,7 +284,13 @@ class ParsedOutput:
                     script=self._script.scriptName,
                     pid=self._script.pid,
                 )
-                sendError(request, 502, "Bad Gateway", "The CGI script failed")
+                self._fail(
+                    502,
+                    "Bad Gateway",
+                    "The CGI script failed",
+                    "The script was killed after its head, before any of its "
+                    "body was sent.",
+                )
             return Progress.OVER
         if signal is not None or (self._remaining is not None and self._remaining > 0):
             # The body is incomplete: closing the connection is the only way
@@ -276,11 +309,14 @@ class ParsedOutput:
         See L{IScriptOutput.timedOut}.
         """
         if not self._request.startedWriting:
-            sendError(
-                self._request,
+            if self._response is not None:
+                self._response.detach()
+            self._dropScriptHeaders()
+            self._fail(
                 504,
                 "Gateway Timeout",
                 "The CGI script did not answer in time",
+                "The script wrote nothing for too long before its response started.",
             )
             return
         self._cut()
@@ -298,7 +334,7 @@ class ParsedOutput:
     def _badGateway(self, why: str) -> Progress:
         """
         The script's output is not a CGI response: 502, with the cause in the
-        log only.
+        log (and on the C{--cgi-debug} page) only.
         """
         _log.error(
             "{script} [{pid}]: bad CGI response: {why}",
@@ -306,8 +342,42 @@ class ParsedOutput:
             pid=self._script.pid,
             why=why,
         )
-        sendError(self._request, 502, "Bad Gateway", "The CGI script failed")
+        self._fail(
+            502, "Bad Gateway", "The CGI script failed", f"Bad CGI response: {why}."
+        )
         return Progress.OVER
+
+    def _fail(self, code: int, message: str, explain: str, why: str) -> None:
+        """
+        Answer a failure before the response started: with the
+        C{--cgi-debug} page where it applies, else the bare error page.
+
+        @param why: What went wrong, for the C{--cgi-debug} page.
+        """
+        if self._inspect is None:
+            sendError(self._request, code, message, explain)
+            return
+        self._inspect(
+            OutputFailure(
+                code=code,
+                message=message,
+                why=why,
+                printed=bytes(self._printed),
+                printedDropped=self._printedDropped,
+            )
+        )
+
+    def _dropScriptHeaders(self) -> None:
+        """
+        Forget the headers of a head whose response will not be sent: an
+        error page must not carry the script's cookies, location or length.
+        """
+        if self._head is None:
+            return
+        headers = self._request.responseHeaders
+        for name, _ in self._head.headers:
+            headers.removeHeader(name)
+        headers.removeHeader(b"content-length")
 
 
 @implementer(IScriptOutput)

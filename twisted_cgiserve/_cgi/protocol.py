@@ -22,6 +22,11 @@ into log lines by a L{LineSplitter}; one timer (L{TimeoutMixin}, on the
 injected reactor) bounds both the script's silence while it answers and how
 long it may linger once the response is over; ending the process group is
 the transport's L{IScriptTransport.terminate}.
+
+Under C{--cgi-debug} (for a client allowed to see it), the run also keeps
+the end of the script's standard error, and answers a failure before the
+response started with the page of L{twisted_cgiserve._cgi.inspector}: the
+output strategy says what failed, the run adds how the script ended.
 """
 
 from __future__ import annotations
@@ -41,6 +46,12 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 
+from twisted_cgiserve._cgi.inspector import (
+    OutputFailure,
+    ScriptContext,
+    describeExit,
+    sendDebugPage,
+)
 from twisted_cgiserve._cgi.output import (
     IScriptOutput,
     IScriptSource,
@@ -48,7 +59,7 @@ from twisted_cgiserve._cgi.output import (
     ParsedOutput,
     Progress,
 )
-from twisted_cgiserve._cgi.stderr import LineSplitter
+from twisted_cgiserve._cgi.stderr import LineSplitter, StderrTail
 
 __all__ = ["KILL_GRACE", "RunState", "ScriptRun"]
 
@@ -138,6 +149,7 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         *,
         nph: bool = False,
         timeout: float = 0,
+        debug: ScriptContext | None = None,
     ) -> None:
         """
         @param localRedirect: Serves a local redirect's path for C{request}.
@@ -145,6 +157,9 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         @param nph: Whether the script writes the whole HTTP response.
         @param timeout: Seconds of silence before the script is ended, and
             that it may linger after its response (0: no bound).
+        @param debug: What the script was started with, when a failure is
+            to be answered with the C{--cgi-debug} page (an NPH script
+            writes its own response: never).
         """
         # Any Twisted request: the finish-notification and C{content} used
         # here are not part of IRequest.
@@ -155,12 +170,22 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         self.ended: Deferred[None] = Deferred()
         self._reactor = reactor
         self._timeout: float | None = timeout or None
+        self._debug = None if nph else debug
         self._output: IScriptOutput = (
             NPHOutput(request, self, reactor)
             if nph
-            else ParsedOutput(request, self, reactor, localRedirect)
+            else ParsedOutput(
+                request,
+                self,
+                reactor,
+                localRedirect,
+                inspect=None if self._debug is None else self._showFailure,
+            )
         )
         self._stderr = LineSplitter()
+        # For the --cgi-debug page only, besides the lines for the log.
+        self._stderrTail = None if self._debug is None else StderrTail()
+        self._timedOut = False
         self._sender: FileSender | None = None
         # What the transport has reported: the end of the script's output,
         # and how the script exited.
@@ -239,6 +264,7 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         self._endScript()
         if state is RunState.RUNNING:
             # Lingering, the response is already complete.
+            self._timedOut = True
             self._output.timedOut()
 
     # Output
@@ -265,6 +291,8 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
     # Standard error
 
     def errReceived(self, data: bytes) -> None:
+        if self._stderrTail is not None:
+            self._stderrTail.feed(data)
         for line in self._stderr.feed(data):
             self._logStderr(line)
 
@@ -274,6 +302,27 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
             script=self.scriptName,
             pid=self.pid,
             line=line.rstrip(b"\r").decode("utf-8", "replace"),
+        )
+
+    # The --cgi-debug page
+
+    def _showFailure(self, failure: OutputFailure) -> None:
+        """
+        Answer the output strategy's failure with the C{--cgi-debug} page:
+        what it saw, and what the run knows of the script's end and its
+        standard error.
+        """
+        assert self._debug is not None and self._stderrTail is not None
+        ended = describeExit(self._exitReason)
+        if self._timedOut:
+            ended = f"timed out after {self._timeout:g} s without output; {ended}"
+        sendDebugPage(
+            self.request,
+            self._debug,
+            failure,
+            ended=ended,
+            stderr=self._stderrTail.value(),
+            stderrDropped=self._stderrTail.dropped,
         )
 
     # Ending

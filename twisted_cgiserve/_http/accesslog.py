@@ -21,6 +21,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.logger import Logger
 from twisted.web.http import Request
 
+from twisted_cgiserve._http.basicauth import authenticationOf
 from twisted_cgiserve._http.clock import SecondClock
 from twisted_cgiserve._http.logfield import escapeField
 from twisted_cgiserve._http.request import CGIServeRequest
@@ -50,8 +51,15 @@ def combinedLogLine(request: Request, timestamp: str) -> str:
         requestLine = request.clientRequestLine
     else:
         requestLine = b"%s %s %s" % (request.method, request.uri, request.clientproto)
-    return '{} - - {} "{}" {} {} "{}" "{}"'.format(
+    # The user Basic authentication verified (never one a client merely
+    # claims), escaped and without spaces: the field is not quoted.
+    authentication = authenticationOf(request)
+    user = "-"
+    if authentication is not None and authentication.user is not None:
+        user = escapeField(authentication.user).replace(" ", "\\x20")
+    return '{} - {} {} "{}" {} {} "{}" "{}"'.format(
         host,
+        user,
         timestamp,
         escapeField(requestLine),
         request.code,

@@ -18,6 +18,7 @@ instead of crashing the request.
 from __future__ import annotations
 
 import posixpath
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote_to_bytes
 
@@ -25,10 +26,15 @@ __all__ = [
     "DEFAULT_CGI_DIRECTORIES",
     "BadRequestPath",
     "ResolvedPath",
+    "cgiDirectorySegments",
     "collapseLeadingSlashes",
     "decodePath",
+    "foldName",
+    "hidesScript",
     "normaliseCGIDirectory",
+    "normaliseCGIExtension",
     "resolvePath",
+    "scriptExtension",
     "splitTarget",
 ]
 
@@ -169,6 +175,9 @@ def normaliseCGIDirectory(urlPath: str) -> str:
     Check a CGI directory's URL path and give its canonical spelling (no
     trailing slash), the form dispatch compares decoded request paths with.
 
+    C{/} itself is accepted, as http.server's C{cgi_directories = ['/']}:
+    every top-level file is then a script (see L{cgiDirectorySegments}).
+
     @raise ValueError: With a message fit for the command line.
     """
     if not urlPath.startswith("/"):
@@ -178,6 +187,8 @@ def normaliseCGIDirectory(urlPath: str) -> str:
             f"CGI directory {urlPath!r} must be a plain path "
             "(no '?', '#', '%', '\\' or control characters)"
         )
+    if urlPath == "/":
+        return urlPath
     try:
         resolved = resolvePath(urlPath.encode("utf-8", "surrogateescape"))
     except BadRequestPath:
@@ -185,7 +196,83 @@ def normaliseCGIDirectory(urlPath: str) -> str:
     canonical = "/" + "/".join(resolved.segments)
     if not resolved.segments or canonical != urlPath.rstrip("/"):
         raise ValueError(
-            f"CGI directory {urlPath!r} must be a normalised path below '/' "
+            f"CGI directory {urlPath!r} must be '/' or a normalised path "
             "(no '.', '..' or empty segments)"
         )
     return canonical
+
+
+def cgiDirectorySegments(directory: str) -> tuple[str, ...]:
+    """
+    The segments of a canonical CGI directory (see L{normaliseCGIDirectory}):
+    C{()} for C{/}.
+    """
+    return tuple(word for word in directory.split("/") if word)
+
+
+# What counts as a script by its name (--cgi-ext). Both halves ask these
+# functions: CGI dispatch to decide what runs, the static half to refuse
+# what it must never send, so the two can never disagree on a name.
+
+
+def foldName(word: str) -> str:
+    """
+    A path segment as a case-insensitive file system compares it (macOS,
+    Windows, FAT and exFAT volumes, ext4 C{casefold} directories): there,
+    C{/CGI-BIN/s.sh} is the script's file, and C{X.CGI} is C{x.cgi}.
+    """
+    if word.isascii():
+        return word.lower()
+    return unicodedata.normalize("NFC", word).casefold()
+
+
+def normaliseCGIExtension(extension: str) -> str:
+    """
+    Check a script extension (C{--cgi-ext}, C{--cgi-interpreter}) and give
+    the form names are compared with: folded, as Apache's C{AddHandler} and
+    C{twistd web}'s processors compare extensions case-insensitively.
+
+    @raise ValueError: It is not a dot followed by a name (no further dot,
+        no slash), with a message fit for the command line: the rule
+        L{Settings <twisted_cgiserve.Settings>} checks.
+    """
+    if (
+        len(extension) < 2
+        or not extension.startswith(".")
+        or any(ch in extension[1:] for ch in "./\\\x00")
+        or not extension.isprintable()
+    ):
+        raise ValueError(f"CGI extension {extension!r} must be a dot and a name")
+    return foldName(extension)
+
+
+def scriptExtension(name: str, extensions: tuple[str, ...]) -> str | None:
+    """
+    The extension among C{extensions} (folded, see L{normaliseCGIExtension})
+    that makes the file C{name} a script, if any: C{name} ends with it, in
+    any case. A file named only C{.cgi} counts too: Apache takes it for a
+    script, and a rule that let it be served would serve a script's source.
+    """
+    if not extensions:
+        return None
+    folded = foldName(name)
+    for extension in extensions:
+        if folded.endswith(extension):
+            return extension
+    return None
+
+
+def hidesScript(name: str, extensions: tuple[str, ...]) -> bool:
+    """
+    Whether the static half must refuse the file C{name} because it is, or
+    may be on some file system, a script of C{extensions}: a script's own
+    name in any case (L{scriptExtension}), or one with trailing dots or
+    spaces (C{x.cgi.}, which Windows and SMB shares resolve to C{x.cgi}).
+    A name only I{containing} the extension (C{x.cgi.txt}) is no script.
+    """
+    if not extensions:
+        return False
+    return (
+        scriptExtension(name, extensions) is not None
+        or scriptExtension(name.rstrip(". "), extensions) is not None
+    )

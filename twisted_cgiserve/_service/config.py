@@ -41,6 +41,11 @@ class ServerConfig:
         no limit.
     @ivar shutdownGrace: Seconds requests in progress get on C{SIGTERM}.
     @ivar headers: Header lines added to successful responses, in order.
+    @ivar authFile: The htpasswd file whose users may make requests, or
+        L{None} for no authentication.
+    @ivar authRealm: The realm clients are asked to authenticate for.
+    @ivar authPaths: URL path prefixes that require authentication; empty
+        for all of them.
     """
 
     directory: str
@@ -53,3 +58,6 @@ class ServerConfig:
     maxBodySize: int
     shutdownGrace: float
     headers: tuple[tuple[bytes, bytes], ...]
+    authFile: str | None
+    authRealm: str
+    authPaths: tuple[str, ...]

@@ -3,8 +3,9 @@
 Signals an admin (or logrotate, or certbot's deploy hook) sends a running
 server, as nginx and lighttpd take them:
 
-  - C{SIGHUP}: read the TLS certificates and keys again, and reopen the
-    access log; connections in progress are not touched.
+  - C{SIGHUP}: read the TLS certificates and keys and the C{--auth-file}
+    again, and reopen the access log; connections in progress are not
+    touched.
   - C{SIGUSR1}: reopen the access log (logrotate's C{postrotate}).
 
 L{twisted_cgiserve._service.signals} installs the handlers, once the
@@ -20,6 +21,7 @@ from twisted.application.service import Service
 from twisted.logger import Logger
 
 from twisted_cgiserve._http.accesslog import AccessLog
+from twisted_cgiserve._http.credentials import HtpasswdChecker
 from twisted_cgiserve._service.signals import installReloadHandlers
 from twisted_cgiserve._service.systemd import ReadinessService
 from twisted_cgiserve._service.tls import ReloadingServerCreator
@@ -31,8 +33,8 @@ _log = Logger(namespace="cgiserve.reload")
 
 class ReloadService(Service):
     """
-    Reload certificates on SIGHUP, reopen the access log on SIGHUP and
-    SIGUSR1.
+    Reload certificates and the htpasswd file on SIGHUP, reopen the access
+    log on SIGHUP and SIGUSR1.
     """
 
     def __init__(
@@ -41,11 +43,17 @@ class ReloadService(Service):
         certificates: Sequence[ReloadingServerCreator],
         accessLog: AccessLog,
         readiness: ReadinessService | None = None,
+        *,
+        checker: HtpasswdChecker | None = None,
     ) -> None:
+        """
+        @param checker: The users of C{--auth-file}, if given.
+        """
         self._reactor = reactor
         self._certificates = list(certificates)
         self._accessLog = accessLog
         self._readiness = readiness
+        self._checker = checker
 
     def startService(self) -> None:
         super().startService()
@@ -60,6 +68,8 @@ class ReloadService(Service):
             self._readiness.reloading()
         for certificate in self._certificates:
             certificate.reload()
+        if self._checker is not None:
+            self._checker.reload()
         self.reopenLogs()
         if self._readiness is not None:
             self._readiness.reloaded()

@@ -14,8 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import stat
-import unicodedata
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from twisted.web.iweb import IRequest
@@ -27,8 +26,12 @@ from twisted_cgiserve._http.paths import (
     DEFAULT_CGI_DIRECTORIES,
     BadRequestPath,
     ResolvedPath,
+    cgiDirectorySegments,
     collapseLeadingSlashes,
+    foldName,
+    hidesScript,
     normaliseCGIDirectory,
+    normaliseCGIExtension,
     resolvePath,
     splitTarget,
 )
@@ -42,7 +45,7 @@ from twisted_cgiserve._static.conditional import (
 )
 from twisted_cgiserve._static.filecache import FileCache
 from twisted_cgiserve._static.listing import SMALL_ENTRIES, ListingBuilder, Listings
-from twisted_cgiserve._static.mime import guessContentType
+from twisted_cgiserve._static.mime import ContentTypes
 from twisted_cgiserve._static.ranges import parseRange
 
 __all__ = [
@@ -115,16 +118,9 @@ def _boundary() -> bytes:
     return b"cgiserve-" + secrets.token_hex(16).encode("ascii")
 
 
-def _fold(word: str) -> str:
-    """
-    A path segment as a case-insensitive file system compares it (macOS,
-    Windows, FAT and exFAT volumes, ext4 C{casefold} directories): there,
-    C{/CGI-BIN/s.sh} is the script's file, although http.server (and CGI
-    dispatch here) match C{/cgi-bin} case-sensitively.
-    """
-    if word.isascii():
-        return word.lower()
-    return unicodedata.normalize("NFC", word).casefold()
+# Symbolic links followed, at most, to learn a served file's real name (the
+# kernel's own limit for one path).
+_MAX_LINKS = 40
 
 
 def _inDirectories(
@@ -133,17 +129,27 @@ def _inDirectories(
     """
     Whether C{resolved} names something inside one of C{directories}
     (folded segments), or the directory itself with its slash: what CGI
-    dispatch would take, plus every case variant of it. The directory
-    without its slash is only redirected, as for any directory.
+    dispatch would take, plus every case variant of it (C{foldName}: on a
+    case-insensitive file system C{/CGI-BIN/s.sh} is the script's file,
+    although http.server and CGI dispatch match case-sensitively). The
+    directory without its slash is only redirected, as for any directory.
+
+    The root (C{()}, C{--cgi-dir /}) holds its top-level files: the root
+    itself (its index file would be a script) and single names without a
+    trailing slash, as http.server's C{cgi_directories = ['/']} took them.
     """
     segments = resolved.segments
     for parts in directories:
         depth = len(parts)
+        if not depth:
+            if not segments or (len(segments) == 1 and not resolved.trailingSlash):
+                return True
+            continue
         if len(segments) < depth or (
             len(segments) == depth and not resolved.trailingSlash
         ):
             continue
-        if all(_fold(segments[i]) == part for i, part in enumerate(parts)):
+        if all(foldName(segments[i]) == part for i, part in enumerate(parts)):
             return True
     return False
 
@@ -170,7 +176,9 @@ class StaticResource(Resource):
     mounted over the same tree as L{makeRootResource
     <twisted_cgiserve.makeRootResource>} (or over a tree copied from an
     http.server site) would otherwise hand it out. Their files and listings
-    are not found (C{404}), however the path is spelt.
+    are not found (C{404}), however the path is spelt. So are files named
+    as scripts (C{cgiExtensions}), wherever they are, in any case, with
+    trailing dots or spaces, as an index file, or behind a symbolic link.
 
     @ivar path: The directory served, absolute.
     @ivar indexNames: The files tried, in order, for a directory.
@@ -180,8 +188,11 @@ class StaticResource(Resource):
         request (see L{twisted_cgiserve._static.filecache}).
     @ivar cgiDirectories: The URL paths, below where this resource is
         mounted, that it refuses to serve.
+    @ivar cgiExtensions: Folded extensions of files it refuses to serve.
     @ivar smallListing: Directories with at most this many entries are
         listed at once; larger ones in a worker thread.
+    @ivar contentTypes: The content type of each file, with the tree's own
+        types (C{mimeTypes}) before http.server's.
     """
 
     isLeaf = True
@@ -195,15 +206,27 @@ class StaticResource(Resource):
         cache: FileCache | None = None,
         cgiDirectories: Sequence[str] = DEFAULT_CGI_DIRECTORIES,
         reactor: Any = None,
+        mimeTypes: Iterable[tuple[str, str]] = (),
+        cgiExtensions: Sequence[str] = (),
     ) -> None:
         """
         @param cgiDirectories: The CGI directories of the tree, as in
             L{Settings.cgiDirectories <twisted_cgiserve.Settings>} (default:
             its default, C{/cgi-bin} and C{/htbin}); C{()} if it has none.
+            C{/} holds the top-level files (see L{Settings.cgiDirectories
+            <twisted_cgiserve.Settings>}).
+        @param cgiExtensions: The script extensions of the tree, as in
+            L{Settings.cgiExtensions <twisted_cgiserve.Settings>}.
+        @param mimeTypes: C{(extension, content type)} pairs, as
+            C{(".md", "text/markdown")}, that override the types of files
+            with that extension, regardless of case (see
+            L{twisted_cgiserve._static.mime.ContentTypes}); the types may
+            have parameters (C{text/plain; charset=utf-8}).
         @param reactor: Delivers listings built in a worker thread (default:
             the global reactor).
         @raise ValueError: A CGI directory is not a normalised absolute URL
-            path.
+            path, a script extension is not a dot and a name, or an
+            extension or type in C{mimeTypes} is malformed.
         """
         super().__init__()
         self.path = os.path.abspath(path)
@@ -212,11 +235,13 @@ class StaticResource(Resource):
         self.cache = cache if cache is not None else FileCache()
         self.cgiDirectories = tuple(normaliseCGIDirectory(d) for d in cgiDirectories)
         self._refused = tuple(
-            tuple(_fold(word) for word in d.strip("/").split("/"))
+            tuple(foldName(word) for word in cgiDirectorySegments(d))
             for d in self.cgiDirectories
         )
+        self.cgiExtensions = tuple(normaliseCGIExtension(e) for e in cgiExtensions)
         self.smallListing = SMALL_ENTRIES
         self._listings = Listings(reactor)
+        self.contentTypes = ContentTypes(mimeTypes)
 
     def render(self, request: IRequest) -> int:
         """
@@ -257,11 +282,32 @@ class StaticResource(Resource):
             return sendError(request, 404, "File not found")
         if stat.S_ISDIR(st.st_mode):
             return self._renderDirectory(request, fsPath, trailingSlash)
-        if not stat.S_ISREG(st.st_mode) or trailingSlash:
+        if not stat.S_ISREG(st.st_mode) or trailingSlash or self._isScript(fsPath):
             # A file asked for with a trailing slash is not found (Issue17324);
-            # FIFOs and devices are never opened for reading.
+            # FIFOs and devices are never opened for reading; scripts are
+            # never sent.
             return sendError(request, 404, "File not found")
         return self._renderFile(request, fsPath, st)
+
+    def _isScript(self, fsPath: str) -> bool:
+        """
+        Whether the file at C{fsPath} is named as a script (see
+        L{hidesScript}), or is a symbolic link to one, or to one through
+        other links: served, a link would send the script's source under
+        another name.
+        """
+        extensions = self.cgiExtensions
+        if not extensions:
+            return False
+        for _ in range(_MAX_LINKS):
+            if hidesScript(os.path.basename(fsPath), extensions):
+                return True
+            try:
+                target = os.readlink(fsPath)
+            except (OSError, ValueError):
+                return False
+            fsPath = os.path.join(os.path.dirname(fsPath), target)
+        return True
 
     def _renderDirectory(
         self, request: IRequest, fsPath: str, trailingSlash: bool
@@ -278,7 +324,9 @@ class StaticResource(Resource):
                 st = os.stat(indexPath)
             except (OSError, ValueError):
                 continue
-            if stat.S_ISREG(st.st_mode):
+            if stat.S_ISREG(st.st_mode) and not self._isScript(indexPath):
+                # An index file named as a script is passed over, never
+                # sent; the directory is then listed, script and all.
                 return self._renderFile(request, indexPath, st)
         if not self.listDirectories:
             return sendError(request, 404, "File not found")
@@ -373,7 +421,7 @@ class StaticResource(Resource):
                     request.finish()
                     return NOT_DONE_YET
                 return sendError(request, 412)
-        contentType = guessContentType(fsPath)
+        contentType = self.contentTypes.forPath(fsPath)
         size = st.st_size
         request.setHeader(b"accept-ranges", b"bytes")
         request.setHeader(b"etag", etag)

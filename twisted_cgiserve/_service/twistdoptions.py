@@ -1,11 +1,12 @@
-# -*- test-case-name: tests.service.test_twistdlog -*-
+# -*- test-case-name: tests.service.test_twistdoptions -*-
 """
-Which log observer twistd uses, chosen from the plugin's options: the one
-place that reads and writes twistd's own options.
+twistd's own options: the one place that reads and writes them, to choose
+twistd's log observer from the plugin's options, and to run twistd with the
+one C{cgiserve} subcommand from C{python -m twisted_cgiserve}.
 
-twistd has no public way for a plugin to choose its log observer. What this
-relies on, and what the canaries in L{tests.service.test_twistdlog} check
-against the installed Twisted:
+twistd has no public way for a plugin to do either. What this relies on,
+and what the canaries in L{tests.service.test_twistdoptions} check against
+the installed Twisted:
 
   - a subcommand's options get the command's options as their C{parent}
     attribute before they are parsed (L{twisted.python.usage.Options}
@@ -13,7 +14,10 @@ against the installed Twisted:
   - twistd's options hold C{logger}, C{syslog}, C{logfile} and
     C{nodaemon} (C{twisted.scripts._twistd_unix.ServerOptions}), and
     resolve a C{logger} given by name in their own C{postOptions}, which
-    runs after the subcommand's.
+    runs after the subcommand's;
+  - twistd's options list their subcommands through a C{subCommands}
+    property that fills C{loadedPlugins}, from which C{runApp} takes the
+    chosen plugin's service maker.
 
 Each is read without a default, so that a change in Twisted fails loudly
 rather than silently switching the choice off.
@@ -21,12 +25,15 @@ rather than silently switching the choice off.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from typing import Any, cast
+
 from twisted.python import usage
 
 from twisted_cgiserve._service.journald import JOURNALD_LOGGER, logsToJournal
 from twisted_cgiserve._service.logfile import NODE_LOGGER, openNodeLog
 
-__all__ = ["chooseLogger"]
+__all__ = ["chooseLogger", "twistdOptions"]
 
 
 def chooseLogger(parent: usage.Options | None) -> None:
@@ -56,3 +63,23 @@ def chooseLogger(parent: usage.Options | None) -> None:
         return
     if openNodeLog(logfile):
         parent["logger"] = NODE_LOGGER
+
+
+def twistdOptions(maker: Any, front: type[usage.Options]) -> usage.Options:
+    """
+    twistd's own options (for this platform) with one subcommand,
+    C{maker}'s, whose options are parsed by C{front} instead of the
+    plugin's own: so that C{python -m twisted_cgiserve} takes http.server's
+    command line and still runs the very service C{twistd cgiserve} runs.
+    """
+    from twisted.scripts import twistd  # noqa: PLC0415
+
+    serverOptions: type[usage.Options] = twistd.ServerOptions  # type: ignore[attr-defined]
+
+    class Options(serverOptions):  # type: ignore[misc, valid-type]
+        @property
+        def subCommands(self) -> Iterator[tuple[str, None, Callable[[], Any], str]]:
+            self.loadedPlugins = {maker.tapname: maker}
+            yield (maker.tapname, None, front, maker.description)
+
+    return cast(usage.Options, Options())

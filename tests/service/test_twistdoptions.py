@@ -1,5 +1,5 @@
 """
-Tests for L{twisted_cgiserve._service.twistdlog}: the log observer chosen
+Tests for L{twisted_cgiserve._service.twistdoptions}: the log observer chosen
 for twistd, through twistd's own option parsing (which resolves the logger
 by name after the plugin's options are checked), and canaries for what it
 relies on in twistd.
@@ -7,6 +7,7 @@ relies on in twistd.
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 from collections.abc import Iterator
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from twisted.application.app import ApplicationRunner
 from twisted.python import usage
 from twisted.scripts.twistd import ServerOptions
 
 from twisted_cgiserve import journaldLogObserver
 from twisted_cgiserve._service import logfile as _logfile
 from twisted_cgiserve._service.logfile import nodeLogObserver
-from twisted_cgiserve._service.twistdlog import chooseLogger
+from twisted_cgiserve._service.twistdoptions import chooseLogger, twistdOptions
 from twisted_cgiserve.tap import Options
 
 pytestmark = pytest.mark.usefixtures("closeOpenedLog")
@@ -227,3 +229,46 @@ def test_canaryLoggerResolvedAfterSubcommand(tmp_path: Path) -> None:
     config.parseOptions(["-n", "--pidfile=", "cgiserve"])
     assert seen == ["twisted_cgiserve.journaldLogObserver"]
     assert config["logger"] is journaldLogObserver
+
+
+class _Maker:
+    """
+    A service maker as twistd's plugins provide one.
+    """
+
+    tapname = "cgiserve"
+    description = "the server"
+    options = Options
+
+    def makeService(self, options: usage.Options) -> Any:
+        raise AssertionError("not made here")
+
+
+class _Front(Options):
+    """
+    Options parsed in the plugin's place.
+    """
+
+
+def test_canaryTwistdOptionsWithOneSubcommand() -> None:
+    """
+    L{twistdOptions} gives twistd's own options, whose one subcommand is
+    parsed by the given options class, and fills C{loadedPlugins}, where
+    twistd's application runner takes the service maker from: so
+    C{python -m twisted_cgiserve} runs the service C{twistd cgiserve} runs.
+    """
+    maker = _Maker()
+    config = twistdOptions(maker, _Front)
+    assert isinstance(config, ServerOptions)
+    config.parseOptions(["--nodaemon", "--pidfile=", "cgiserve", "--no-cgi"])
+    assert config.subCommand == "cgiserve"
+    assert isinstance(config.subOptions, _Front)
+    assert config.subOptions["no-cgi"]
+    assert config.loadedPlugins == {"cgiserve": maker}  # type: ignore[attr-defined]
+    # twistd's runner takes the maker from there (a rename in Twisted would
+    # make python -m fail to start: this says why).
+    source = inspect.getsource(ApplicationRunner.createOrGetApplication)
+    assert "loadedPlugins[self.config.subCommand]" in source, (
+        "Twisted's ApplicationRunner changed: adapt twistdOptions"
+    )
+    assert isinstance(inspect.getattr_static(ServerOptions, "subCommands"), property)
