@@ -14,6 +14,7 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
 from tests.support.certs import makeCertificate
+from twisted_cgiserve import tap
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.listen import ListeningService
 from twisted_cgiserve._service.ports import parsePort
@@ -92,6 +93,73 @@ def test_newOptions(tmp_path: Path) -> None:
     assert defaults.settings.cgiDebug is None
     assert defaults.settings.indexNames == ("index.html", "index.htm")
     assert defaults.authFile is None and defaults.authPaths == ()
+
+
+@pytest.mark.parametrize(
+    ("args", "scope", "ports"),
+    [
+        (["--cgi-debug"], "local", []),
+        (["--cgi-debug", "all"], "all", []),
+        (["--cgi-debug", "local", "8001"], "local", ["8001"]),
+        (["--cgi-debug", "8001"], "local", ["8001"]),
+        (["--cgi-debug=all", "8001"], "all", ["8001"]),
+        (["--cgi-deb", "8001"], "local", ["8001"]),
+        (["--cgi-debu", "all", "8001"], "all", ["8001"]),
+        (["--port", "8002", "--cgi-debug", "all", "8001"], "all", ["8002", "8001"]),
+        (["--cgi-debug", "--no-listing", "8001"], "local", ["8001"]),
+    ],
+)
+def test_cgiDebugWords(args: list[str], scope: str, ports: list[str]) -> None:
+    """
+    C{--cgi-debug} takes its scope as a separate word too (C{all} or
+    C{local}), means C{local} alone, and an abbreviation of it never takes
+    the port as its value.
+    """
+    options = _parse(*args)
+    assert options.config.settings.cgiDebug == scope
+    assert options["ports"] == ports
+
+
+@pytest.mark.parametrize(
+    ("args", "value"),
+    [
+        (["--cgi-set-env", "--cgi-debug"], "--cgi-debug"),
+        (["--cgi-set", "--cgi-debug", "all"], "--cgi-debug"),
+    ],
+)
+def test_cgiDebugAsAValue(
+    args: list[str], value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    A word C{--cgi-debug} that is another option's value stays that value
+    (here refused as not C{NAME=VALUE}), however that option is spelt.
+    """
+    with pytest.raises(SystemExit):
+        _parse(*args)
+    assert f"--cgi-set-env {value!r} is not NAME=VALUE" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "words",
+    [
+        ["-b", "--cgi-debug"],
+        ["-b--cgi-debug"],
+        ["8000", "--cgi-debug"],
+        ["--", "--cgi-debug"],
+    ],
+)
+def test_cgiDebugWordsReadAsGetoptReadsThem(words: list[str]) -> None:
+    """
+    Only words that C{getopt} reads as the option are given a value: not
+    a short option's value, nor words after the first argument or C{--}.
+    """
+    longOpt = Options().longOpt
+    assert tap._giveCGIDebugItsValue(words, longOpt, "b:d:p:H:") == words
+    assert tap._giveCGIDebugItsValue(["-vb", "x", "--cgi-debug"], longOpt, "vb:") == [
+        "-vb",
+        "x",
+        "--cgi-debug=local",
+    ]
 
 
 @pytest.mark.parametrize(

@@ -55,25 +55,64 @@ def test_commandLine(tmp_path: Path) -> None:
         "--directory",
         str(tmp_path),
         "--cgi",
-        "--cgi-timeout",
-        "5",
-        "--cgi-dir",
-        "/a",
-        "--cgi-dir",
-        "/b",
-        "--header",
-        "X-A: b",
+        "--cgi-timeout=5",
+        "--cgi-dir=/a",
+        "--cgi-dir=/b",
+        "--header=X-A: b",
         "0",
     ]
 
 
-@pytest.mark.parametrize("name", ["port", "bind", "directory", "path"])
+@pytest.mark.parametrize(
+    "name", ["port", "bind", "directory", "path", "b", "bi", "d", "dir", "p", "po"]
+)
 def test_commandLineReserved(tmp_path: Path, name: str) -> None:
     """
-    Where to listen and what to serve are L{serve}'s to choose.
+    Where to listen and what to serve are L{serve}'s to choose, under
+    their own names or any prefix of them: the parser takes an unambiguous
+    prefix as the option (C{--b 0.0.0.0} is C{--bind 0.0.0.0}).
     """
     with pytest.raises(ValueError, match="chosen by serve"):
-        testing.commandLine(tmp_path, **{name: "x"})
+        testing.commandLine(tmp_path, **{name: "0.0.0.0"})
+
+
+@pytest.mark.parametrize("name", ["bind=0.0.0.0", "cgi bind", "-b", "", "B"])
+def test_commandLineNotAnOption(tmp_path: Path, name: str) -> None:
+    """
+    A keyword that is not an option's name (one that would carry its own
+    value, or a second word) is refused.
+    """
+    with pytest.raises(ValueError, match="not the name of an option"):
+        testing.commandLine(tmp_path, **{name: True})
+
+
+def test_commandLineValuesStayValues(tmp_path: Path) -> None:
+    """
+    A value is joined to its option, so one that looks like an option (or
+    one given to an abbreviated option) cannot take the next word, or
+    become an option of its own.
+    """
+    command = testing.commandLine(tmp_path, cgi_set_env="--bind", cgi_deb="0")
+    assert command[-3:] == ["--cgi-set-env=--bind", "--cgi-deb=0", "0"]
+
+
+def test_commandLineParses(tmp_path: Path) -> None:
+    """
+    The command line L{serve} runs, parsed as the server parses it,
+    listens on 127.0.0.1 port 0 and serves the directory.
+    """
+    from twisted_cgiserve._service import cli  # noqa: PLC0415
+    from twisted_cgiserve._service.twistdoptions import twistdOptions  # noqa: PLC0415
+
+    command = testing.commandLine(tmp_path, cgi=True, cgi_timeout="5")
+    maker = cli._findMaker()
+    config = twistdOptions(maker, cli.frontOptions(maker.options, "cgiserve"))
+    config.parseOptions(["--nodaemon", "--pidfile=", "cgiserve", *command[3:]])
+    options = config.subOptions
+    assert [str(spec) for spec in options.config.listen] == [
+        "tcp:0:interface=127.0.0.1"
+    ]
+    assert options.config.directory == str(tmp_path)
 
 
 def test_serveFailsWithTheLog(tmp_path: Path) -> None:

@@ -27,6 +27,7 @@ from twisted.python import usage
 from twisted import __version__ as twistedVersion
 from twisted_cgiserve._cgi.privileges import scriptUser
 from twisted_cgiserve._http.accesslog import AccessLog
+from twisted_cgiserve._http.basicauth import BasicAuthResource
 from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
 from twisted_cgiserve._http.htpasswd import HtpasswdError
 from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
@@ -81,6 +82,73 @@ def parseHeader(text: str) -> tuple[bytes, bytes]:
         raise usage.UsageError(
             f"--header {text!r}: the value must be Latin-1 text"
         ) from None
+
+
+# The scopes of --cgi-debug; given without one, it means the first.
+_CGI_DEBUG_SCOPES = ("local", "all")
+
+
+def _longOption(name: str, longOpt: Sequence[str]) -> str | None:
+    """
+    The long option (as in C{longOpt}, C{=} for one that takes a value)
+    that C{getopt} takes C{--name} for: the exact name, else its one
+    unambiguous expansion; L{None} if none (C{getopt} then reports it).
+    """
+    if name in longOpt or name + "=" in longOpt:
+        return name if name in longOpt else name + "="
+    expansions = [o for o in longOpt if o.startswith(name)]
+    return expansions[0] if len(expansions) == 1 else None
+
+
+def _giveCGIDebugItsValue(
+    words: Sequence[str], longOpt: Sequence[str], shortOpt: str
+) -> list[str]:
+    """
+    C{words} with C{--cgi-debug} given its value: C{usage.Options} has no
+    optional values, yet C{--cgi-debug} alone means loopback clients only,
+    and C{--cgi-debug all} (a separate word) must not leave C{all} to be
+    read as the port, nor an abbreviation (C{--cgi-deb 8000}) take the
+    port as its value.
+
+    Words are read as C{getopt} reads them, so that an option's value is
+    never mistaken for C{--cgi-debug}: options up to the first word that
+    is not one (or C{--}), each long option under the name C{getopt}
+    expands it to, and the value of an option that takes one skipped.
+    """
+    out: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        i += 1
+        if word == "--" or not word.startswith("-") or word == "-":
+            out.append(word)
+            break
+        if word.startswith("--"):
+            name, equals, _ = word[2:].partition("=")
+            option = _longOption(name, longOpt)
+            if option == "cgi-debug=" and not equals:
+                scope = _CGI_DEBUG_SCOPES[0]
+                if i < len(words) and words[i] in _CGI_DEBUG_SCOPES:
+                    scope = words[i]
+                    i += 1
+                out.append(f"--cgi-debug={scope}")
+                continue
+            out.append(word)
+            if option is not None and option.endswith("=") and not equals:
+                out.extend(words[i : i + 1])
+                i += 1
+            continue
+        out.append(word)
+        # Short options: the first that takes a value takes the rest of
+        # the word, or the next word.
+        for j, letter in enumerate(word[1:], 2):
+            if shortOpt.find(letter + ":") != -1 and letter != ":":
+                if j == len(word):
+                    out.extend(words[i : i + 1])
+                    i += 1
+                break
+    out.extend(words[i:])
+    return out
 
 
 def _number(kind: type[float] | type[int], option: str) -> Any:
@@ -418,9 +486,7 @@ class Options(usage.Options):
         """
         if options is None:
             options = sys.argv[1:]
-        # --cgi-debug alone means loopback clients only; usage.Options has
-        # no optional values.
-        options = ["--cgi-debug=local" if o == "--cgi-debug" else o for o in options]
+        options = _giveCGIDebugItsValue(options, self.longOpt, self.shortOpt)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -585,13 +651,15 @@ def _globalReactor() -> Any:
 
 
 def _loadCertificates(
-    specs: Sequence[ListenSpec],
+    specs: Sequence[ListenSpec], command: str
 ) -> dict[TLSFiles, ReloadingServerCreator]:
     """
     Read and check every certificate and key the ports use, once each:
     before twistd drops privileges (private keys are usually readable by
     root alone), and so that a bad file is a one-line error rather than
     failed handshakes.
+
+    @param command: The command's name, for the error line.
     """
     creators: dict[TLSFiles, ReloadingServerCreator] = {}
     for spec in specs:
@@ -599,7 +667,7 @@ def _loadCertificates(
             try:
                 creators[spec.tls] = ReloadingServerCreator(spec.tls)
             except TLSConfigurationError as e:
-                _configurationError(str(e))
+                _configurationError(str(e), command)
     return creators
 
 
@@ -621,27 +689,28 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     config: ServerConfig = options.config
     if reactor is None:
         reactor = _globalReactor()
-    creators = _loadCertificates(config.listen)
+    # Errors name the command being run (python -m twisted_cgiserve too).
+    command = options.commandName
+    creators = _loadCertificates(config.listen, command)
     endpoints = []
     for spec in config.listen:
         tls = creators[spec.tls] if spec.tls is not None else None
         try:
             endpoints.append(endpointFor(reactor, spec, tls))
         except ValueError as e:
-            _configurationError(str(e))
+            _configurationError(str(e), command)
     try:
         accessLog = AccessLog(config.accessLog, reactor)
     except OSError as e:
         sys.stderr.write(
-            f"twistd cgiserve: cannot open --access-log {config.accessLog!r}: "
-            f"{e.strerror}\n"
+            f"{command}: cannot open --access-log {config.accessLog!r}: {e.strerror}\n"
         )
         raise SystemExit(1) from None
     root = makeRootResource(config.directory, config.settings, reactor)
     try:
         resource, checker = protect(root, config, reactor)
     except HtpasswdError as e:
-        _configurationError(str(e))
+        _configurationError(str(e), command)
     site = CGIServeSite(
         resource,
         accessLog=accessLog,
@@ -651,6 +720,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         headerTimeout=config.headerTimeout,
         sendTimeout=config.sendTimeout,
         extraHeaders=config.headers,
+        authGate=resource if isinstance(resource, BasicAuthResource) else None,
     )
     parent = MultiService()
     ShutdownService(
@@ -658,7 +728,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     ).setServiceParent(parent)
     listening = []
     for spec, endpoint in zip(config.listen, endpoints, strict=True):
-        service = ListeningService(spec, endpoint, site, reactor)
+        service = ListeningService(
+            spec, endpoint, site, reactor, commandName=options.commandName
+        )
         service.setServiceParent(parent)
         listening.append(service)
     readiness = ReadinessService(listening, reactor)

@@ -49,6 +49,9 @@ _SERVING = re.compile(r"^Serving (HTTPS?) on (\S+) port (\d+) ", re.MULTILINE)
 # Options serve() sets itself: where to listen and what to serve.
 _RESERVED = frozenset({"port", "bind", "directory", "path"})
 
+# What a keyword may be: an option's name, with _ for -.
+_OPTION_NAME = re.compile(r"[a-z][a-z0-9_]*\Z")
+
 # How long the server may take to stop after SIGTERM before it is killed:
 # the shutdown grace period of a test server (requests in flight, scripts).
 _STOP_TIMEOUT = 10.0
@@ -76,11 +79,16 @@ def commandLine(directory: str | os.PathLike[str], /, **options: Any) -> list[st
     Each keyword is an option with C{_} for C{-}: C{True} gives the flag
     (C{cgi=True}: C{--cgi}), C{False} or L{None} leaves it out, a list or
     tuple repeats it (C{cgi_dir=["/cgi-bin", "/app"]}), anything else is its
-    value (C{cgi_timeout=5}: C{--cgi-timeout 5}). C{header} takes
+    value (C{cgi_timeout=5}: C{--cgi-timeout=5}). C{header} takes
     C{"Name: value"} strings.
 
+    Values are joined to their option (C{--name=value}), so that a value is
+    never read as an option or an option's value as the port.
+
     @raise ValueError: An option names where to listen or what to serve,
-        which are L{serve}'s to choose.
+        which are L{serve}'s to choose, or abbreviates one of them (the
+        parser takes any unambiguous prefix: C{b} is C{--bind}), or is not
+        an option's name.
     """
     command = [
         sys.executable,
@@ -92,18 +100,19 @@ def commandLine(directory: str | os.PathLike[str], /, **options: Any) -> list[st
         os.fspath(directory),
     ]
     for name, value in options.items():
+        if not _OPTION_NAME.match(name):
+            raise ValueError(f"{name!r} is not the name of an option")
         option = "--" + name.replace("_", "-")
-        if name in _RESERVED:
+        if any(reserved.startswith(option[2:]) for reserved in _RESERVED):
             raise ValueError(f"{option} is chosen by serve(); it cannot be given")
         if value is None or value is False:
             continue
         if value is True:
             command.append(option)
         elif isinstance(value, list | tuple):
-            for item in value:
-                command.extend([option, str(item)])
+            command.extend(f"{option}={item}" for item in value)
         else:
-            command.extend([option, str(value)])
+            command.append(f"{option}={value}")
     # The port last, as http.server takes it: 0 is any free port.
     command.append("0")
     return command

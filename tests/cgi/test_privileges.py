@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pwd
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ import pytest
 from twisted_cgiserve._cgi import privileges
 from twisted_cgiserve._cgi.privileges import (
     SETPRIV,
+    readableBy,
     runAs,
     runnableBy,
     scriptUser,
@@ -80,26 +82,46 @@ def test_runAs(
     assert runAs(user, euid) == expected
 
 
+_RUN = (runnableBy, "x.sh", "#!/bin/sh\n")
+_READ = (readableBy, "x.pl", "print 1;\n")
+
+
 @pytest.mark.parametrize(
-    ("mode", "who", "runnable"),
+    ("check", "mode", "who", "permitted"),
     [
-        (0o700, "owner", True),
-        (0o600, "owner", False),
-        (0o070, "owner", False),
-        (0o070, "group", True),
-        (0o707, "group", False),
-        (0o001, "other", True),
-        (0o770, "other", False),
+        (_RUN, 0o700, "owner", True),
+        (_RUN, 0o600, "owner", False),
+        (_RUN, 0o070, "owner", False),
+        (_RUN, 0o070, "group", True),
+        (_RUN, 0o707, "group", False),
+        (_RUN, 0o001, "other", True),
+        (_RUN, 0o770, "other", False),
+        (_READ, 0o400, "owner", True),
+        (_READ, 0o300, "owner", False),
+        (_READ, 0o047, "owner", False),
+        (_READ, 0o040, "group", True),
+        (_READ, 0o404, "group", False),
+        (_READ, 0o004, "other", True),
+        (_READ, 0o440, "other", False),
     ],
 )
-def test_runnableBy(tmp_path: Path, mode: int, who: str, runnable: bool) -> None:
+def test_permittedByModeBits(
+    tmp_path: Path,
+    check: tuple[Callable[[str, tuple[int, int]], bool], str, str],
+    mode: int,
+    who: str,
+    permitted: bool,
+) -> None:
     """
-    Whether a user may execute a script follows the mode bits the kernel
-    would check for it: the owner's if it owns the file, else the group's
-    if it is the file's group, else the others' (whoever the server is).
+    Whether a user may execute a script (L{runnableBy}), or read it for an
+    interpreter (L{readableBy}), follows the mode bits the kernel would
+    check for it: the owner's if it owns the file, else the group's if it
+    is the file's group, else the others' (whoever the server is: as root
+    it cannot ask C{os.access}).
     """
-    script = tmp_path / "x.sh"
-    script.write_text("#!/bin/sh\n")
+    function, name, text = check
+    script = tmp_path / name
+    script.write_text(text)
     script.chmod(mode)
     st = script.stat()
     user = {
@@ -107,15 +129,18 @@ def test_runnableBy(tmp_path: Path, mode: int, who: str, runnable: bool) -> None
         "group": (st.st_uid + 1, st.st_gid),
         "other": (st.st_uid + 1, st.st_gid + 1),
     }[who]
-    assert runnableBy(str(script), user) is runnable
+    assert function(str(script), user) is permitted
 
 
-def test_runnableByMissingFile(tmp_path: Path) -> None:
+@pytest.mark.parametrize("function", [runnableBy, readableBy])
+def test_permittedMissingFile(
+    tmp_path: Path, function: Callable[[str, tuple[int, int]], bool]
+) -> None:
     """
     A file that cannot be examined is an L{OSError}, not a silent no.
     """
     with pytest.raises(FileNotFoundError):
-        runnableBy(str(tmp_path / "missing"), (1, 1))
+        function(str(tmp_path / "missing"), (1, 1))
 
 
 def test_switchWithSetpriv(monkeypatch: pytest.MonkeyPatch) -> None:

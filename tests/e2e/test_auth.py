@@ -541,3 +541,101 @@ def test_gitCloneAndPush(gitHost: tuple[Server, Path, Path], tmp_path: Path) -> 
     users = {line.split("] ", 1)[1].split()[2] for line in pushes}
     assert users == {"alice", "bob"}
     assert "Traceback" not in server.log()
+
+
+# Refused before the body ---------------------------------------------------
+
+
+def postLarge(
+    server: Server, path: str, body: Path, *args: str
+) -> tuple[str, int, int]:
+    """
+    POST C{body} with C{Expect: 100-continue}; curl's trace of the
+    response heads, the final status, and the bytes it uploaded.
+    """
+    assert CURL is not None
+    result = subprocess.run(
+        [
+            CURL, "--silent", "--insecure", "--verbose", "-o", "/dev/null",
+            "-H", "Expect: 100-continue", "--expect100-timeout", "20",
+            "--data-binary", f"@{body}",
+            "--write-out", "\n%{http_code} %{size_upload}",
+            *args, server.url(path),
+        ],
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    trace = result.stderr.decode("utf-8", "replace")
+    code, uploaded = result.stdout.decode().rsplit("\n", 1)[1].split()
+    return trace, int(code), int(uploaded)
+
+
+@pytest.fixture(scope="module")
+def largeBody(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("body") / "large"
+    with path.open("wb") as f:
+        f.truncate(64 * 1024 * 1024)
+    return path
+
+
+@pytest.mark.parametrize("user", [None, "alice:Wonderland"])
+def test_largeUploadRefusedBeforeBody(
+    everywhere: Server, largeBody: Path, user: str | None
+) -> None:
+    """
+    A large POST with C{Expect: 100-continue} and no credentials, or
+    credentials that just failed, gets 401 with the challenge at once: no
+    C{100 Continue}, and the body is not taken.
+    """
+    args = ("-u", user) if user else ()
+    if user:
+        assert curl(everywhere, "/cgi-bin/env.sh", "-u", user)[0] == 401
+    trace, code, uploaded = postLarge(everywhere, "/cgi-bin/env.sh", largeBody, *args)
+    assert code == 401
+    assert '< WWW-Authenticate: Basic realm="E2E realm"' in trace
+    assert "100 Continue" not in trace
+    assert uploaded == 0
+    assert everywhere.process.poll() is None
+
+
+def test_largeUploadWithCredentials(everywhere: Server, largeBody: Path) -> None:
+    """
+    With the right credentials, the body is asked for and taken.
+    """
+    trace, code, uploaded = postLarge(
+        everywhere, "/cgi-bin/env.sh", largeBody, "-u", "alice:wonderland"
+    )
+    assert "100 Continue" in trace
+    assert code == 200
+    assert uploaded == largeBody.stat().st_size
+
+
+def test_uploadRefusedBeforeBodyHTTP2(site: tuple[Path, Path], tmp_path: Path) -> None:
+    """
+    Over HTTP/2, the same request gets no C{100 Continue} and a 401 with
+    the challenge (once its stream ends: the body is discarded meanwhile);
+    an unprotected one gets its C{100 Continue}.
+    """
+    root, htpasswd = site
+    cert = makeCertificate(tmp_path / "tls")
+    body = tmp_path / "body"
+    body.write_bytes(b"x" * 1024 * 1024)
+    server = startServer(
+        root,
+        [
+            "--bind", "127.0.0.1", "--port", "0",
+            "--tls-cert", str(cert.cert), "--tls-key", str(cert.key),
+            "--auth-file", str(htpasswd), "--auth-path", "/cgi-bin",
+        ],
+        logDir=tmp_path,
+    )  # fmt: skip
+    try:
+        trace, code, _ = postLarge(server, "/cgi-bin/env.sh", body, "--http2")
+        assert code == 401
+        assert "< HTTP/2 401" in trace
+        assert '< www-authenticate: Basic realm="twisted-cgiserve"' in trace
+        assert "< HTTP/2 100" not in trace
+        trace, code, _ = postLarge(server, "/public.txt", body, "--http2")
+        assert "< HTTP/2 100" in trace
+    finally:
+        server.stop()

@@ -262,6 +262,11 @@ def test_help(command: str) -> None:
         (["--cgi-timeout", "soon"], "--cgi-timeout 'soon' is not a number"),
         (["--tls-key", "k.pem"], "--tls-key requires --tls-cert"),
         (["--cgi", "--no-cgi"], "--cgi and --no-cgi contradict each other"),
+        # Found while the service is made, after parsing: named alike.
+        (["--auth-file", "/nonexistent-users"], "cannot read --auth-file"),
+        (["--tls-cert", "/nonexistent.pem"], "cannot read --tls-cert"),
+        # --cgi-debug takes its scope as a separate word, not as the port.
+        (["--cgi-debug", "all", "x"], "bad --port x: "),
     ],
 )
 def test_badOptions(command: str, args: list[str], message: str) -> None:

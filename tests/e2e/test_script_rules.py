@@ -243,6 +243,20 @@ print("PATH_INFO=" + os.environ.get("PATH_INFO", ""))
 """.encode()
 
 
+def _linkIntoCGIDirectory(root: Path) -> None:
+    """
+    A script in C{/cgi-bin} (not executable, so it could only leak), links
+    to it from C{/pub} under an innocent name and through a link to the
+    directory, and a link to an ordinary file.
+    """
+    writeFile(root / "cgi-bin" / "noexec.sh", sh(f"# {SOURCE}\necho hi"), 0o644)
+    writeFile(root / "docs" / "page.txt", b"an ordinary page\n", 0o644)
+    (root / "pub").mkdir(mode=0o755)
+    (root / "pub" / "s.txt").symlink_to("../cgi-bin/noexec.sh")
+    (root / "pub" / "cgilink").symlink_to("../cgi-bin")
+    (root / "pub" / "page.txt").symlink_to("../docs/page.txt")
+
+
 @pytest.fixture(scope="module")
 def ruleServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """
@@ -267,6 +281,7 @@ def ruleServer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     writeFile(root / "sub" / "hello.py", PY_SCRIPT, 0o644)
     writeFile(root / "plain.cgi" / "page.txt", b"a page in a directory", 0o644)
     (root / "sub" / "alias.txt").symlink_to("dir/run.cgi")
+    _linkIntoCGIDirectory(root)
     args = [
         "--cgi-ext", ".cgi", "--cgi-ext", ".pl",
         "--cgi-interpreter", f".pl={PERL}",
@@ -377,3 +392,47 @@ def test_sourceNeverServed(ruleServer: Server, target: str, status: int) -> None
             assert SOURCE.encode() not in response.head + response.body
             if method == "GET":
                 assert response.status == status, (target, response.head)
+
+
+@needsCurl
+@pytest.mark.parametrize(
+    "target", ["/pub/s.txt", "/pub/cgilink/noexec.sh", "/pub/cgilink/"]
+)
+def test_linkIntoCGIDirectory(ruleServer: Server, target: str) -> None:
+    """
+    A link to a script in a CGI directory, or to the directory itself,
+    does not send the script's source (or list the directory): the static
+    half judges a linked file by its real path, and answers 404.
+    """
+    with staysHealthy(ruleServer):
+        for args in ((), ("-I",)):
+            result = curl(ruleServer, target, *args)
+            assert statusOf(result.stdout) == 404, result.stdout
+            assert SOURCE not in result.stdout
+            assert "noexec.sh" not in result.stdout
+
+
+@needsCurl
+def test_linkToOrdinaryFileServed(ruleServer: Server) -> None:
+    """
+    A link to an ordinary file outside the CGI directories is served.
+    """
+    with staysHealthy(ruleServer):
+        result = curl(ruleServer, "/pub/page.txt")
+        assert statusOf(result.stdout) == 200
+        assert "an ordinary page" in result.stdout
+
+
+@needsCurl
+def test_linkIntoCGIDirectoryWithCGIOff(tmp_path: Path) -> None:
+    """
+    With C{--no-cgi} the CGI directories are ordinary directories, as in
+    http.server: their files are served, through links too.
+    """
+    root = makeDocroot("cgiserve-nocgi-")
+    _linkIntoCGIDirectory(root)
+    with sharedServer(startServer(root, ["--no-cgi"], logDir=tmp_path)) as server:
+        for target in ("/pub/s.txt", "/pub/cgilink/noexec.sh"):
+            result = curl(server, target)
+            assert statusOf(result.stdout) == 200, result.stdout
+            assert SOURCE in result.stdout

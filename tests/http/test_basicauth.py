@@ -18,12 +18,14 @@ from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import ConnectionDone
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.requests import body, header
 from twisted_cgiserve._http.basicauth import (
+    MAX_AUTHORIZATION,
     Authentication,
     BasicAuthResource,
     IAuthentication,
@@ -103,6 +105,8 @@ def basic(text: bytes) -> bytes:
         ([b"Bearer " + base64.b64encode(b"a:b")], None),
         ([b"Digest username=alice"], None),
         ([b"\xff\x00"], None),
+        # Longer than any credentials anybody has: not read.
+        ([basic(b"alice:" + b"p" * 7000)], None),
     ],
 )
 def test_parseBasicCredentials(
@@ -382,3 +386,77 @@ def test_realmAvatars() -> None:
         _Realm().requestAvatar(b"alice", None, IUsernamePassword)
     with pytest.raises(NotImplementedError):
         _Realm().requestAvatar((), None, IAuthentication)
+
+
+def test_authorizationLengthBound() -> None:
+    """
+    A header of L{MAX_AUTHORIZATION} bytes is read, one byte more is not:
+    its password would be too long to check anyway.
+    """
+    # 6138 bytes are 8184 in base64; spaces around the token are allowed.
+    header = basic(b"a:" + b"p" * 6136) + b"  "
+    assert len(header) == MAX_AUTHORIZATION
+    assert parseBasicCredentials([header]) is not None
+    assert parseBasicCredentials([header + b" "]) is None
+
+
+class BadKnowingChecker(Checker):
+    """
+    A checker that knows alice/wrong is wrong without checking.
+    """
+
+    def knownBad(self, credentials: Any) -> bool:
+        return bool(credentials.password == b"wrong")
+
+
+def headers(authorization: bytes | None = None) -> Headers:
+    found = Headers()
+    if authorization is not None:
+        found.addRawHeader(b"authorization", authorization)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("target", "authorization", "refused"),
+    [
+        # Protected, and nothing that could succeed: refused at once.
+        (b"/private/x", None, True),
+        (b"/private/x", b"Bearer abc", True),
+        (b"/private/x", basic(b"no colon"), True),
+        (b"/private/x", basic(b"alice:wrong"), True),
+        (b"/%70rivate/x?q", None, True),
+        (b"http://host//private/x", None, True),
+        (b"/bad%00path", None, True),
+        # Credentials to check: the body is read and they are checked later.
+        (b"/private/x", basic(b"alice:right"), False),
+        (b"/private/x", basic(b"alice:unknown"), False),
+        # Not protected.
+        (b"/public/x", None, False),
+        (b"/privateer", None, False),
+    ],
+)
+def test_earlyChallenge(
+    target: bytes, authorization: bytes | None, refused: bool
+) -> None:
+    """
+    L{BasicAuthResource.earlyChallenge} gives the challenge for a request
+    to a protected path (resolved as for serving) without well-formed Basic
+    credentials or with credentials its checker knows to be wrong, and
+    L{None} for every other request.
+    """
+    resource = wrapper(checker=BadKnowingChecker(), paths=("/private",))
+    challenge = resource.earlyChallenge(target, headers(authorization))
+    if refused:
+        assert challenge == 'Basic realm="Team Ö", charset="UTF-8"'.encode()
+    else:
+        assert challenge is None
+
+
+def test_earlyChallengePlainChecker() -> None:
+    """
+    With a checker that cannot tell wrong credentials without checking
+    them, well-formed ones are always left for later.
+    """
+    resource = wrapper()
+    assert resource.earlyChallenge(b"/x", headers(basic(b"alice:wrong"))) is None
+    assert resource.earlyChallenge(b"/x", headers()) is not None

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 import pytest
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -21,6 +22,7 @@ from twisted.python.failure import Failure
 from twisted_cgiserve._http.credentials import (
     BAD_SECONDS,
     GOOD_SECONDS,
+    MAX_PASSWORD,
     CheckerBusy,
     HtpasswdChecker,
     ThreadRunner,
@@ -43,14 +45,18 @@ class Runner:
         return d
 
     def runAll(self) -> None:
-        jobs, self.jobs = self.jobs, []
-        for function, d in jobs:
-            try:
-                result = function()
-            except Exception:
-                d.errback(Failure())
-            else:
-                d.callback(result)
+        """
+        Run the jobs, and those their outcomes let start, until none is left.
+        """
+        while self.jobs:
+            jobs, self.jobs = self.jobs, []
+            for function, d in jobs:
+                try:
+                    result = function()
+                except Exception:
+                    d.errback(Failure())
+                else:
+                    d.callback(result)
 
 
 def hashLine(user: bytes, password: bytes) -> bytes:
@@ -381,3 +387,102 @@ def test_defaultRunner(htpasswd: Path) -> None:
     """
     checker = HtpasswdChecker(str(htpasswd), MemoryReactorClock())
     assert isinstance(checker._runner, ThreadRunner)
+
+
+def test_longPasswordRefusedAtOnce(htpasswd: Path) -> None:
+    """
+    A password longer than L{MAX_PASSWORD} bytes is wrong at once, without
+    a check (SHA-crypt's time grows with the square of its length), and
+    known to be wrong beforehand; one of L{MAX_PASSWORD} bytes is checked.
+    """
+    checker, runner, _ = make(htpasswd)
+    long = b"x" * (MAX_PASSWORD + 1)
+    assert checker.knownBad(UsernamePassword(b"alice", long))
+    assert isinstance(outcome(login(checker, b"alice", long)), UnauthorizedLogin)
+    assert not runner.jobs
+    assert not checker.knownBad(UsernamePassword(b"alice", long[1:]))
+    login(checker, b"alice", long[1:])
+    assert len(runner.jobs) == 1
+
+
+def test_knownBad(htpasswd: Path) -> None:
+    """
+    Credentials that failed recently are known to be bad until their
+    failure is forgotten; others are not.
+    """
+    checker, runner, reactor = make(htpasswd)
+    wrong = UsernamePassword(b"alice", b"wrong")
+    assert not checker.knownBad(wrong)
+    checker.requestAvatarId(wrong)
+    runner.runAll()
+    assert checker.knownBad(wrong)
+    assert not checker.knownBad(UsernamePassword(b"alice", b"right"))
+    reactor.advance(BAD_SECONDS)
+    assert not checker.knownBad(wrong)
+
+
+def _bcryptLine(user: bytes, password: bytes, cost: int) -> bytes:
+    return user + b":" + bcrypt.hashpw(password, bcrypt.gensalt(cost)) + b"\n"
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        # bcrypt at cost 4 is faster than SHA-crypt's 5000 rounds...
+        [_bcryptLine(b"alice", b"a", 4), hashLine(b"bob", b"slowest")],
+        # ...and at cost 6 slower than 1000 rounds.
+        [
+            b"alice:" + shaCrypt(b"a", b"$5$rounds=1000$alice") + b"\n",
+            _bcryptLine(b"bob", b"slowest", 6),
+        ],
+        # Of two SHA-crypt hashes, the one with more rounds.
+        [
+            b"alice:" + shaCrypt(b"a", b"$6$rounds=1000$alice") + b"\n",
+            b"bob:" + shaCrypt(b"slowest", b"$5$rounds=9000$bob") + b"\n",
+        ],
+    ],
+)
+def test_unknownUserAgainstTheSlowest(tmp_path: Path, lines: list[bytes]) -> None:
+    """
+    A user the file does not have is checked against the file's slowest
+    hash by kind and cost (so the answer comes as late as for its slowest
+    user), whichever line it is on; the password matching it does not log
+    the unknown user in.
+    """
+    path = tmp_path / "htpasswd"
+    path.write_bytes(b"".join(lines))
+    checker, runner, _ = make(path)
+    d = login(checker, b"mallory", b"slowest")
+    [(function, _)] = runner.jobs
+    assert function() is True
+    runner.runAll()
+    assert isinstance(outcome(d), UnauthorizedLogin)
+    # Reading the file again chooses again.
+    path.write_bytes(b"".join(reversed(lines)))
+    checker.reload()
+    login(checker, b"mallory", b"slowest")
+    [(function, _)] = runner.jobs
+    assert function() is True
+
+
+def test_oneSHACryptCheckAtATime(tmp_path: Path) -> None:
+    """
+    SHA-crypt checks (pure Python, holding the GIL) are handed to a thread
+    one at a time, each when the one before has ended; bcrypt checks (whose
+    C code releases the GIL) all at once.
+    """
+    path = tmp_path / "htpasswd"
+    path.write_bytes(hashLine(b"alice", b"right") + _bcryptLine(b"bob", b"builder", 4))
+    checker, runner, _ = make(path)
+    first = login(checker, b"alice", b"w1")
+    second = login(checker, b"alice", b"w2")
+    login(checker, b"bob", b"w1")
+    login(checker, b"bob", b"w2")
+    assert len(runner.jobs) == 3
+    function, d = runner.jobs.pop(0)
+    d.callback(function())
+    assert isinstance(outcome(first), UnauthorizedLogin)
+    assert not second.called
+    assert len(runner.jobs) == 3
+    runner.runAll()
+    assert isinstance(outcome(second), UnauthorizedLogin)

@@ -15,6 +15,7 @@ from twisted_cgiserve._http.htpasswd import (
     HtpasswdError,
     parseHash,
     readHtpasswd,
+    workFactor,
 )
 from twisted_cgiserve._http.shacrypt import shaCrypt
 
@@ -165,3 +166,22 @@ def test_unreadable(tmp_path: Path) -> None:
 def test_directory(tmp_path: Path) -> None:
     with pytest.raises(HtpasswdError, match="Is a directory"):
         readHtpasswd(str(tmp_path))
+
+
+def test_workFactor() -> None:
+    """
+    L{workFactor} orders hashes by how long a check takes: bcrypt doubles
+    with each cost step, SHA-crypt grows with its rounds, and bcrypt at
+    cost 10 (about 60 ms) outweighs SHA-crypt's default 5000 rounds (a few).
+    """
+
+    def bcryptAt(cost: int) -> float:
+        return workFactor(parseHash(b"$2b$%02d$" % (cost,) + b"." * 53))
+
+    def shaAt(rounds: int) -> float:
+        return workFactor(parseHash(shaCrypt(b"pw", b"$6$rounds=%d$s" % (rounds,))))
+
+    assert bcryptAt(11) == 2 * bcryptAt(10)
+    assert shaAt(10000) == 2 * shaAt(5000)
+    assert bcryptAt(10) > shaAt(5000) > bcryptAt(4)
+    assert bcryptAt(4) > shaAt(1000)

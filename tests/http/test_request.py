@@ -557,3 +557,120 @@ def test_bodyNotStoredHTTP2(monkeypatch: pytest.MonkeyPatch) -> None:
         "507 for 192.0.2.6: the body of POST /up?x cannot be stored: "
         "No space left on device"
     ]
+
+
+class _Gate:
+    """
+    An early gate that refuses every request to C{/private} and records
+    what it was asked.
+    """
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[bytes, list[bytes] | None]] = []
+
+    def earlyChallenge(self, target: bytes, headers: Any) -> bytes | None:
+        self.asked.append((target, headers.getRawHeaders(b"authorization")))
+        return b'Basic realm="r"' if target.startswith(b"/private") else None
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [b"Content-Length: 1000000\r\n", b"Transfer-Encoding: chunked\r\n"],
+)
+def test_earlyUnauthorizedHTTP1(framing: bytes) -> None:
+    """
+    An HTTP/1.1 request with a body that the site's gate refuses gets 401
+    with the challenge at the end of its head: no C{100 Continue}, no body
+    read, the connection closed.
+    """
+    gate = _Gate()
+    served = _serve(authGate=gate)
+    connection, transport = served.connect()
+    connection.dataReceived(
+        b"POST /private/x HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+        b"Authorization: Basic eA==\r\n" + framing + b"\r\n"
+    )
+    response = transport.value()
+    assert response.startswith(b"HTTP/1.1 401 ")
+    assert b"100 Continue" not in response
+    assert _head(response)[b"www-authenticate"] == [b'Basic realm="r"']
+    assert b"Error code: 401" in response
+    assert transport.disconnecting
+    assert gate.asked == [(b"/private/x", [b"Basic eA=="])]
+    assert served.site.inFlight == set()
+    assert served.pages.seen == []
+
+
+def test_earlyGatePassesHTTP1() -> None:
+    """
+    A request the gate lets through, and a request without a body (which
+    the resource refuses on a connection kept open), are read as usual.
+    """
+    gate = _Gate()
+    served = _serve(authGate=gate)
+    connection, transport = served.connect()
+    connection.dataReceived(
+        b"POST /public HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 2\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 100 Continue")
+    connection.dataReceived(b"ok")
+    transport.clear()
+    connection.dataReceived(b"GET /private/x HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200 ")
+    assert not transport.disconnecting
+    assert [target for target, _ in gate.asked] == [b"/public"]
+
+
+def test_earlyUnauthorizedHTTP2() -> None:
+    """
+    On HTTP/2, a request the gate refuses gets no C{100 Continue}; its body
+    is not kept, and it is answered 401 with the challenge when its stream
+    ends. The connection carries on.
+    """
+    gate = _Gate()
+    served = _serve(authGate=gate)
+    client = _H2(served)
+    stream = client.open(
+        b"/private/x",
+        method=b"POST",
+        extra=[(b"content-length", b"20"), (b"expect", b"100-continue")],
+        end=False,
+    )
+    [request] = served.site.inFlight
+    early = client.events()
+    assert not any(
+        isinstance(e, h2.events.InformationalResponseReceived) for e in early
+    )
+    client.h2.send_data(stream, b"x" * 20, end_stream=True)
+    client.send()
+    assert request.content.getvalue() == b""
+    served.clock.advance(0)
+    responses = [
+        e for e in client.events() if isinstance(e, h2.events.ResponseReceived)
+    ]
+    [response] = responses
+    headers = dict(response.headers)
+    assert headers[b":status"] == b"401"
+    assert headers[b"www-authenticate"] == b'Basic realm="r"'
+    assert served.pages.seen == []
+    other = client.open(b"/public")
+    served.clock.advance(0)
+    assert client.status(other) == b"200"
+
+
+def test_earlyGatePassesHTTP2() -> None:
+    """
+    On HTTP/2, a request the gate lets through gets its C{100 Continue}.
+    """
+    served = _serve(authGate=_Gate())
+    client = _H2(served)
+    client.open(
+        b"/public",
+        method=b"POST",
+        extra=[(b"content-length", b"2"), (b"expect", b"100-continue")],
+        end=False,
+    )
+    assert any(
+        isinstance(e, h2.events.InformationalResponseReceived) for e in client.events()
+    )

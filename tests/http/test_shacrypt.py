@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tracemalloc
 
 import pytest
 
@@ -94,7 +95,8 @@ OPENSSL = shutil.which("openssl")
 @pytest.mark.skipif(OPENSSL is None, reason="openssl is not installed")
 @pytest.mark.parametrize("variant", ["-5", "-6"])
 @pytest.mark.parametrize(
-    "password", ["x", "correct horse battery staple", "é" * 40, "p" * 130]
+    "password",
+    ["x", "correct horse battery staple", "é" * 40, "p" * 130, "q" * 256],
 )
 def test_agreesWithOpenSSL(variant: str, password: str) -> None:
     """
@@ -154,3 +156,20 @@ def test_settingRefused() -> None:
     """
     with pytest.raises(ValueError, match="SHA-crypt setting"):
         shaCrypt(b"pw", b"$1$salt")
+
+
+def test_longPasswordMemory() -> None:
+    """
+    Hashing a password costs memory linear in its length: steps 13 and 14
+    (the password once per byte of it) are fed to the hash piece by piece,
+    never built as one string of C{len(password) ** 2} bytes (16 MiB for
+    4096 bytes, 2.3 GB for the 48 KB an HTTP/2 header can carry).
+    """
+    password = b"p" * 4096
+    tracemalloc.start()
+    try:
+        shaCrypt(password, b"$5$rounds=1000$salt")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 1024 * 1024

@@ -49,6 +49,12 @@ TLS = TLSFiles(certificate="c.pem", key="k.pem")
         (parsePort("8000", "127.0.0.1"), False),
         (parsePort("8000", "::1"), False),
         (parsePort("8000", "192.0.2.1"), True),
+        # IPv4-mapped addresses: loopback as their IPv4 address is.
+        (parsePort("8000", "::ffff:127.0.0.1"), False),
+        (parsePort("8000", "::ffff:192.0.2.1"), True),
+        (ListenSpec("tcp6:8000:interface=\\:\\:ffff\\:127.0.0.1"), False),
+        # An escaped colon, and a keyword's value with an "=".
+        (ListenSpec("tcp:8000:backlog=5:interface=127.0.0.1"), False),
     ],
 )
 def test_clearTextPorts(spec: ListenSpec, clear: bool) -> None:

@@ -7,7 +7,7 @@ itself is tested end to end in tests/e2e/test_main.py).
 from __future__ import annotations
 
 import io
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 from twisted.logger import LogLevel, globalLogPublisher
@@ -295,3 +295,55 @@ def test_frontOptionsExtendThePlugin() -> None:
     assert issubclass(front, maker.options)
     assert issubclass(front, usage.Options)
     assert front.commandName == PROGRAM
+
+
+def _serviceError(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """
+    The one line on standard error with which making the service from
+    C{args} ends (exit status 2).
+    """
+    from twisted.internet.testing import MemoryReactorClock  # noqa: PLC0415
+
+    options = parse(*args)
+    with pytest.raises(SystemExit) as e:
+        cli._findMaker().makeService(options, reactor=MemoryReactorClock())
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].endswith(f"(see '{PROGRAM} --help')"), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--auth-file", "/nonexistent-htpasswd"), "cannot read --auth-file"),
+        (("--tls-cert", "/nonexistent.pem"), "cannot read --tls-cert"),
+    ],
+)
+def test_serviceErrorsNameTheCommand(
+    args: tuple[str, ...], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    The errors found while the service is made (files read only then)
+    name the command being run, as parse errors do, not C{twistd
+    cgiserve}.
+    """
+    assert _serviceError(capsys, *args).startswith(f"{PROGRAM}: error: {message}")
+
+
+def test_endpointErrorNamesTheCommand(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    An endpoint that only fails once the reactor is there (a description
+    checked without one) names the command being run too.
+    """
+    from twisted_cgiserve import tap  # noqa: PLC0415
+
+    def endpointFor(*args: object) -> NoReturn:
+        raise ValueError("bad --port tcp:8000: broken")
+
+    monkeypatch.setattr(tap, "endpointFor", endpointFor)
+    line = _serviceError(capsys, "--port", "tcp:8000")
+    assert line.startswith(f"{PROGRAM}: error: bad --port tcp:8000: broken")

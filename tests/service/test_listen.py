@@ -185,6 +185,31 @@ def test_failsAtOnce(capfd: pytest.CaptureFixture[str]) -> None:
         assert "Address already in use" in oneLine(capfd.readouterr().err)
 
 
+def test_failureNamesTheCommand(capfd: pytest.CaptureFixture[str]) -> None:
+    """
+    The error line names the command the user ran (C{twistd cgiserve} by
+    default, C{python -m twisted_cgiserve} from there).
+    """
+    svc = service(NowEndpoint(IN_USE), [])
+    with pytest.raises(SystemExit):
+        svc.privilegedStartService()
+    assert oneLine(capfd.readouterr().err).startswith(
+        "twistd cgiserve: cannot listen on "
+    )
+    svc = ListeningService(
+        parsePort("tcp:8000:interface=127.0.0.1", None),
+        NowEndpoint(IN_USE),
+        Factory(),
+        exitWith=[].append,
+        commandName="python -m twisted_cgiserve",
+    )
+    with pytest.raises(SystemExit):
+        svc.privilegedStartService()
+    assert oneLine(capfd.readouterr().err).startswith(
+        "python -m twisted_cgiserve: cannot listen on tcp:8000:interface=127.0.0.1: "
+    )
+
+
 def test_listensLater(capfd: pytest.CaptureFixture[str]) -> None:
     """
     An endpoint that binds later: its port is kept and announced, and those

@@ -9,10 +9,12 @@ import hashlib
 import os
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.requests import body, header, makeRequest, render
 from twisted_cgiserve import Settings, StaticResource, makeRootResource
@@ -35,7 +37,7 @@ def root(tmp_path: Path) -> Path:
     return root
 
 
-def _get(resource: object, uri: bytes, **kw: object) -> object:
+def _get(resource: object, uri: bytes, **kw: Any) -> DummyRequest:
     return render(resource, makeRequest(uri, **kw))  # type: ignore[arg-type]
 
 
@@ -687,3 +689,150 @@ def test_mimeTypesMalformed(tmp_path: Path) -> None:
         StaticResource(str(tmp_path), mimeTypes=((".md", "text\r\nx: y"),))
     with pytest.raises(ValueError):
         StaticResource(str(tmp_path), mimeTypes=((".tar.gz", "application/gzip"),))
+
+
+# Links into a CGI directory: the static half judges a linked file by its
+# real path, relative to the served root.
+
+
+def _linkTree(root: Path) -> None:
+    """
+    A script in C{cgi-bin}, and links to it from C{pub} under an innocent
+    name, through a link to the directory, as an index file, and through
+    a chain of links; plus links to ordinary files, inside and outside the
+    tree (to another tree's C{cgi-bin}).
+    """
+    (root / "cgi-bin").mkdir()
+    (root / "cgi-bin" / "noexec.sh").write_bytes(SECRET)
+    (root / "cgi-bin" / "sub").mkdir()
+    (root / "cgi-bin" / "sub" / "deep.sh").write_bytes(SECRET)
+    pub = root / "pub"
+    (pub / "idx").mkdir(parents=True)
+    (pub / "s.txt").symlink_to("../cgi-bin/noexec.sh")
+    (pub / "cgilink").symlink_to("../cgi-bin")
+    (pub / "chain.txt").symlink_to("cgilink/sub/deep.sh")
+    (pub / "idx" / "index.html").symlink_to("../../cgi-bin/noexec.sh")
+    (pub / "ok.txt").symlink_to("../a.txt")
+    other = root.parent / "other" / "cgi-bin"
+    other.mkdir(parents=True)
+    (other / "page.txt").write_bytes(b"other tree\n")
+    (pub / "out.txt").symlink_to(other / "page.txt")
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        b"/pub/s.txt",
+        b"/pub/cgilink/noexec.sh",
+        b"/pub/cgilink/sub/deep.sh",
+        b"/pub/cgilink/",
+        b"/pub/cgilink/sub/",
+        b"/pub/chain.txt",
+        b"/pub/./cgilink/../s.txt",
+    ],
+)
+def test_staticRefusesLinksIntoCGIDirectory(root: Path, uri: bytes) -> None:
+    """
+    A file or directory whose real path lies in a CGI directory of the
+    tree is not found, whatever link leads to it, for the static resource
+    and for the whole tree: http.server's CGI directories keep a script's
+    source private, and a link must not send it under another name.
+    """
+    _linkTree(root)
+    for resource in (StaticResource(str(root)), makeRootResource(str(root))):
+        for method in (b"GET", b"HEAD"):
+            request = _get(resource, uri, method=method)
+            assert request.responseCode == 404, uri
+            assert b"SECRET-SOURCE" not in body(request)
+            assert b"noexec.sh" not in body(request)
+
+
+def test_staticLinkedIndexIntoCGIDirectory(root: Path) -> None:
+    """
+    An index file that is a link into a CGI directory is passed over: the
+    directory is listed instead, and the script's bytes are not sent.
+    """
+    _linkTree(root)
+    request = _get(StaticResource(str(root)), b"/pub/idx/")
+    assert request.responseCode in (None, 200)
+    assert b"SECRET-SOURCE" not in body(request)
+    assert b"index.html" in body(request)
+
+
+def test_staticServesOrdinaryLinks(root: Path) -> None:
+    """
+    A link to an ordinary file is served, inside the tree or outside it,
+    even to a directory named C{cgi-bin} of another tree; a link to a CGI
+    directory without its slash is only redirected.
+    """
+    _linkTree(root)
+    resource = StaticResource(str(root))
+    assert body(_get(resource, b"/pub/ok.txt")) == b"hello\n"
+    assert body(_get(resource, b"/pub/out.txt")) == b"other tree\n"
+    assert _get(resource, b"/pub/cgilink").responseCode == 301
+
+
+def test_staticLinksIntoCGIDirectoryServedWithCGIOff(root: Path) -> None:
+    """
+    With CGI off, the CGI directories are ordinary directories, as in
+    http.server: their files are served, through links too.
+    """
+    _linkTree(root)
+    plain = makeRootResource(str(root), Settings(cgiEnabled=False))
+    assert body(_get(plain, b"/pub/s.txt")) == SECRET
+    assert body(_get(plain, b"/pub/cgilink/noexec.sh")) == SECRET
+    assert body(_get(StaticResource(str(root), cgiDirectories=()), b"/pub/s.txt"))
+
+
+def test_staticLinksJudgedFromRealRoot(tmp_path: Path, root: Path) -> None:
+    """
+    The real path is taken relative to the root's own real path: a root
+    served through a link refuses the same files.
+    """
+    _linkTree(root)
+    served = tmp_path / "served"
+    served.symlink_to(root)
+    resource = StaticResource(str(served))
+    assert _get(resource, b"/pub/s.txt").responseCode == 404
+    assert body(_get(resource, b"/pub/ok.txt")) == b"hello\n"
+
+
+def test_staticLinksToTopLevelFilesWithRootCGIDirectory(root: Path) -> None:
+    """
+    With C{--cgi-dir /}, a link to a top-level file (a script) is not
+    found, while a link to a deeper file is served.
+    """
+    (root / "sub" / "top.txt").symlink_to("../a.txt")
+    (root / "sub" / "deep.html").symlink_to("b.html")
+    resource = StaticResource(str(root), cgiDirectories=["/"])
+    assert _get(resource, b"/sub/top.txt").responseCode == 404
+    assert body(_get(resource, b"/sub/deep.html")) == b"<p>b</p>"
+
+
+def test_staticLinksToScriptNames(root: Path) -> None:
+    """
+    A link whose target's real name is a script's is refused even when
+    the link's own name and every link in between are innocent, through a
+    linked directory too.
+    """
+    (root / "sub" / "run.cgi").write_bytes(SECRET)
+    (root / "sublink").symlink_to("sub")
+    (root / "plain.txt").symlink_to("sublink/run.cgi")
+    resource = StaticResource(str(root), cgiExtensions=[".cgi"])
+    assert _get(resource, b"/sublink/run.cgi").responseCode == 404
+    assert _get(resource, b"/plain.txt").responseCode == 404
+    assert body(_get(resource, b"/sublink/b.html")) == b"<p>b</p>"
+
+
+def test_staticLinkToTheRoot(root: Path) -> None:
+    """
+    A link back to the root is the root: refused (its listing and index)
+    when the root is a CGI directory (C{--cgi-dir /}), listed otherwise;
+    with only script names refused, linked ordinary files are served.
+    """
+    (root / "sub" / "up").symlink_to("..")
+    topLevel = StaticResource(str(root), cgiDirectories=["/"])
+    assert _get(topLevel, b"/sub/up/").responseCode == 404
+    assert b"a.txt" in body(_get(StaticResource(str(root)), b"/sub/up/"))
+    byName = StaticResource(str(root), cgiDirectories=(), cgiExtensions=[".cgi"])
+    assert body(_get(byName, b"/sub/up/a.txt")) == b"hello\n"

@@ -34,7 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from twisted_cgiserve._cgi.privileges import runnableBy
+from twisted_cgiserve._cgi.privileges import readableBy, runnableBy
 from twisted_cgiserve._http.paths import (
     ResolvedPath,
     cgiDirectorySegments,
@@ -318,23 +318,6 @@ def locateScript(
     return ScriptLocation(scriptName, pathInfo, filename, interpreter)
 
 
-def _readableBy(filename: str, user: tuple[int, int]) -> bool:
-    """
-    Whether C{user} (uid, gid) may read C{filename}, by its mode bits: the
-    interpreter runs as that user and must open the script. (The server,
-    as root, cannot ask C{os.access}, as L{runnableBy} explains.)
-
-    @raise OSError: C{filename} cannot be examined.
-    """
-    st = os.stat(filename)
-    uid, gid = user
-    if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IRUSR)
-    if st.st_gid == gid:
-        return bool(st.st_mode & stat.S_IRGRP)
-    return bool(st.st_mode & stat.S_IROTH)
-
-
 def checkRunnableAs(location: ScriptLocation, user: tuple[int, int]) -> None:
     """
     Check that C{location} can run as C{user}, the C{--cgi-user} a server
@@ -350,7 +333,7 @@ def checkRunnableAs(location: ScriptLocation, user: tuple[int, int]) -> None:
             runnable = runnableBy(location.filename, user)
         else:
             runnable = runnableBy(location.interpreter, user)
-            if runnable and not _readableBy(location.filename, user):
+            if runnable and not readableBy(location.filename, user):
                 raise CGIRefusal(
                     403, f"CGI script is not readable ({location.scriptName!r})"
                 )

@@ -21,7 +21,14 @@ import stat
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SETPRIV", "runAs", "runnableBy", "scriptUser", "switchUserCommand"]
+__all__ = [
+    "SETPRIV",
+    "readableBy",
+    "runAs",
+    "runnableBy",
+    "scriptUser",
+    "switchUserCommand",
+]
 
 # util-linux's setpriv, which changes user between the vfork and the
 # script's exec; looked up in the system's directories only, never on the
@@ -58,23 +65,50 @@ def runAs(user: tuple[int, int] | None, euid: int) -> tuple[int, int] | None:
     return user
 
 
-def runnableBy(filename: str, user: tuple[int, int]) -> bool:
+def _permitted(
+    filename: str, user: tuple[int, int], bits: tuple[int, int, int]
+) -> bool:
     """
-    Whether C{user} (uid, gid) may execute C{filename}, by its mode bits.
+    Whether C{user} (uid, gid) has the permission whose owner, group and
+    other bits are C{bits} on C{filename}, by its mode bits, as the kernel
+    chooses the class: the owner's if it owns the file, else the group's if
+    it is the file's group, else the others'.
 
-    The server, as root, cannot ask C{os.access}: root may execute any file
-    with any execute bit, so a script only its owner may run would pass and
-    then fail in the child.
+    The server, as root, cannot ask C{os.access}: root may read any file,
+    and execute any file with any execute bit, so a script only its owner
+    may run would pass and then fail in the child.
 
     @raise OSError: C{filename} cannot be examined.
     """
     st = os.stat(filename)
     uid, gid = user
+    owner, group, other = bits
     if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IXUSR)
+        return bool(st.st_mode & owner)
     if st.st_gid == gid:
-        return bool(st.st_mode & stat.S_IXGRP)
-    return bool(st.st_mode & stat.S_IXOTH)
+        return bool(st.st_mode & group)
+    return bool(st.st_mode & other)
+
+
+def runnableBy(filename: str, user: tuple[int, int]) -> bool:
+    """
+    Whether C{user} (uid, gid) may execute C{filename}, by its mode bits
+    (see L{_permitted}).
+
+    @raise OSError: C{filename} cannot be examined.
+    """
+    return _permitted(filename, user, (stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH))
+
+
+def readableBy(filename: str, user: tuple[int, int]) -> bool:
+    """
+    Whether C{user} (uid, gid) may read C{filename}, by its mode bits (see
+    L{_permitted}): an interpreter running as that user must open the
+    script.
+
+    @raise OSError: C{filename} cannot be examined.
+    """
+    return _permitted(filename, user, (stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH))
 
 
 def switchUserCommand(

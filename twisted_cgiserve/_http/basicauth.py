@@ -20,6 +20,14 @@ L{HtpasswdChecker<twisted_cgiserve._http.credentials.HtpasswdChecker>},
 and whose avatar is the L{Authentication} recorded on the request, where
 the CGI environment (C{AUTH_TYPE}, C{REMOTE_USER}) and the access log find
 it.
+
+A resource renders only once the request's body has arrived: an
+unauthenticated client could upload up to the site's body limit (and be
+told C{100 Continue} first) before it is refused. So the wrapper is also
+the site's L{EarlyGate}: the connection asks it at the end of a request's
+head, and refuses with 401 there, before the body, a request to a
+protected path without well-formed Basic credentials or with credentials
+known to be wrong.
 """
 
 from __future__ import annotations
@@ -29,7 +37,7 @@ import binascii
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from zope.interface import Attribute, Interface, implementer
 
@@ -41,6 +49,7 @@ from twisted.internet.defer import CancelledError
 from twisted.logger import Logger
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
+from twisted.web.http_headers import Headers
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
@@ -56,8 +65,10 @@ from twisted_cgiserve._http.paths import (
 )
 
 __all__ = [
+    "MAX_AUTHORIZATION",
     "Authentication",
     "BasicAuthResource",
+    "EarlyGate",
     "IAuthentication",
     "ProtectedPaths",
     "authenticationOf",
@@ -68,6 +79,26 @@ _log = Logger(namespace="cgiserve.auth")
 
 # Seconds a client is asked to wait when too many checks are in progress.
 _RETRY_AFTER = b"5"
+
+# The longest Authorization header read, in bytes: room for "Basic ", a
+# long user name and a password of MAX_PASSWORD bytes, base64-encoded.
+# A longer one is not credentials anybody has.
+MAX_AUTHORIZATION = 8192
+
+
+class EarlyGate(Protocol):
+    """
+    What a site asks at the end of a request's head, before its body.
+    """
+
+    def earlyChallenge(self, target: bytes, headers: Headers) -> bytes | None:
+        """
+        The C{WWW-Authenticate} challenge to refuse the request with at
+        once (401), or L{None} to read its body and decide later.
+
+        @param target: The request target as sent.
+        @param headers: The request's headers.
+        """
 
 
 class IAuthentication(Interface):
@@ -148,14 +179,21 @@ class ProtectedPaths:
         return any(segments[: len(prefix)] == prefix for prefix in self._prefixes)
 
 
-def parseBasicCredentials(headerValues: list[bytes] | None) -> UsernamePassword | None:
+def parseBasicCredentials(
+    headerValues: Sequence[bytes] | None,
+) -> UsernamePassword | None:
     """
     The user name and password of an C{Authorization: Basic} header.
 
-    @return: L{None} when there is none, or more than one, or it is not
-        Basic, or its credentials are not base64 of C{user:password}.
+    @return: L{None} when there is none, or more than one, or it is longer
+        than L{MAX_AUTHORIZATION}, or it is not Basic, or its credentials are
+        not base64 of C{user:password}.
     """
-    if not headerValues or len(headerValues) != 1:
+    if (
+        not headerValues
+        or len(headerValues) != 1
+        or len(headerValues[0]) > MAX_AUTHORIZATION
+    ):
         return None
     scheme, _, token = headerValues[0].strip().partition(b" ")
     if scheme.lower() != b"basic":
@@ -183,9 +221,21 @@ def _pathBelow(request: IRequest) -> bytes:
     return b"/" + b"/".join(path[1:].split(b"/")[depth:])
 
 
+def _resolveTarget(path: bytes) -> ResolvedPath | None:
+    """
+    A raw request path, resolved as for serving; L{None} when it cannot be.
+    """
+    try:
+        return resolvePath(path)
+    except BadRequestPath:
+        return None
+
+
 class BasicAuthResource(Resource):
     """
     Serve C{wrapped} to authenticated users only, below the protected paths.
+
+    Also the L{EarlyGate} of a site whose root it is.
     """
 
     isLeaf = True
@@ -204,17 +254,34 @@ class BasicAuthResource(Resource):
         """
         super().__init__()
         self._wrapped = wrapped
+        self._checker = checker
         self._portal = Portal(_Realm(), [checker])
         self._challenge = b'Basic realm="%s", charset="UTF-8"' % (
             realm.encode("utf-8"),
         )
         self._paths = ProtectedPaths(paths)
 
+    def earlyChallenge(self, target: bytes, headers: Headers) -> bytes | None:
+        """
+        Refuse at once a request to a protected path whose credentials
+        could not succeed: none, not well-formed Basic, or known to be
+        wrong (by a checker that can tell, such as
+        L{HtpasswdChecker<twisted_cgiserve._http.credentials.HtpasswdChecker>}).
+        Others are checked when the request is rendered.
+        """
+        path = collapseLeadingSlashes(splitTarget(target)[0])
+        if not self._paths.protects(_resolveTarget(path)):
+            return None
+        credentials = parseBasicCredentials(headers.getRawHeaders(b"authorization"))
+        if credentials is None:
+            return self._challenge
+        knownBad = getattr(self._checker, "knownBad", None)
+        if knownBad is not None and knownBad(credentials):
+            return self._challenge
+        return None
+
     def render(self, request: IRequest) -> int | bytes:
-        try:
-            resolved: ResolvedPath | None = resolvePath(_pathBelow(request))
-        except BadRequestPath:
-            resolved = None
+        resolved = _resolveTarget(_pathBelow(request))
         if not self._paths.protects(resolved):
             return self._serve(request, Authentication(None))
         credentials = parseBasicCredentials(

@@ -42,6 +42,7 @@ fails loudly; each has a canary in C{tests/http/test_channel.py}:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from time import monotonic
 from typing import Protocol, runtime_checkable
 
@@ -50,6 +51,7 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
 
+from twisted_cgiserve._http.basicauth import EarlyGate
 from twisted_cgiserve._http.errors import errorPage
 from twisted_cgiserve._http.host import isValidHost
 
@@ -78,18 +80,33 @@ class _LimitsBodies(Protocol):
     maxBodySize: int
 
 
-def rawErrorResponse(code: int, serverSoftware: bytes) -> bytes:
+@runtime_checkable
+class _GatesAuthentication(Protocol):
+    """
+    A site that may refuse a request for its credentials before its body.
+    """
+
+    authGate: EarlyGate | None
+
+
+def rawErrorResponse(
+    code: int, serverSoftware: bytes, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> bytes:
     """
     A complete error response that closes the connection, for errors found
     before there is a request object to answer through.
+
+    @param headers: More headers (names and values already checked).
     """
     reason, page = errorPage(code)
+    extra = b"".join(b"%s: %s\r\n" % (name, value) for name, value in headers)
     return (
         b"HTTP/1.1 %d %s\r\n"
         b"Server: %s\r\n"
+        b"%s"
         b"Connection: close\r\n"
         b"Content-Type: text/html;charset=utf-8\r\n"
-        b"Content-Length: %d\r\n\r\n" % (code, reason, serverSoftware, len(page))
+        b"Content-Length: %d\r\n\r\n" % (code, reason, serverSoftware, extra, len(page))
     ) + page
 
 
@@ -116,6 +133,7 @@ class CGIServeChannel(HTTPChannel):
     # seconds), or None; the site's sweep refuses overdue ones with 408.
     headerStarted: float | None = None
     _maxBodySize = 0
+    _authGate: EarlyGate | None = None
     # Set by Site.buildProtocol before the connection is made.
     site: object = None
 
@@ -128,17 +146,17 @@ class CGIServeChannel(HTTPChannel):
             self._host = super().getHost()
         return self._host
 
-    def refuse(self, code: int) -> None:
+    def refuse(self, code: int, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
         """
-        Answer C{code} and close the connection; nothing more it sends is
-        read.
+        Answer C{code} (with C{headers}) and close the connection; nothing
+        more it sends is read.
         """
         if self._refused:
             return
         self._refused = True
         self.headerStarted = None
         if self.transport is not None:
-            self.transport.write(rawErrorResponse(code, self.serverSoftware))
+            self.transport.write(rawErrorResponse(code, self.serverSoftware, headers))
         self.loseConnection()
 
     # Twisted's entry points, silenced once the connection is refused.
@@ -195,9 +213,12 @@ class CGIServeChannel(HTTPChannel):
 
     def allHeadersReceived(self) -> None:
         """
-        Refuse a request without a valid C{Host} (400) or with a body
-        announced larger than the site accepts (413), before its body is
-        read and before Twisted would answer C{Expect: 100-continue}.
+        Refuse a request without a valid C{Host} (400), with a body
+        announced larger than the site accepts (413), or with a body and
+        credentials the site's L{EarlyGate} refuses (401), before its body
+        is read and before Twisted would answer C{Expect: 100-continue}. (A
+        request without a body is refused by the resource, on a connection
+        kept open.)
         """
         self.headerStarted = None
         if not self._hostAcceptable(self.requests[-1]):
@@ -207,6 +228,14 @@ class CGIServeChannel(HTTPChannel):
         if limit and self.length is not None and self.length > limit:
             self.refuse(413)
             return
+        gate = self._authGate
+        if gate is not None and self.length != 0:
+            challenge = gate.earlyChallenge(
+                self._path, self.requests[-1].requestHeaders
+            )
+            if challenge is not None:
+                self.refuse(401, [(b"WWW-Authenticate", challenge)])
+                return
         super().allHeadersReceived()
 
     def _hostAcceptable(self, request: Request) -> bool:
@@ -288,6 +317,8 @@ class CGIServeChannel(HTTPChannel):
         super().connectionMade()
         if isinstance(self.site, _LimitsBodies):
             self._maxBodySize = self.site.maxBodySize
+        if isinstance(self.site, _GatesAuthentication):
+            self._authGate = self.site.authGate
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.headerStarted = None

@@ -9,8 +9,17 @@ a lot of work by sending passwords. What bounds it:
 
   - Checks never run on the reactor thread: they go to a pool of two
     threads of their own (not the reactor's shared pool, which directory
-    listings use), so requests without credentials, and cached ones, are
-    served at full speed whatever else is being checked.
+    listings use). bcrypt's C code releases the GIL while it works, so
+    bcrypt checks do not slow the reactor. SHA-crypt here is pure Python
+    and holds the GIL for most of its run: every SHA-crypt check running
+    takes a share of the one interpreter from the reactor thread, so at
+    most one runs at a time (the others wait in line, without a thread),
+    which bounds the slowdown of everything else to that one thread's
+    share, measured at a few milliseconds a request.
+  - A password longer than L{MAX_PASSWORD} bytes is refused as a wrong
+    one at once, without a check: SHA-crypt's time grows with the square
+    of the password's length. No user needs one that long (passlib has
+    the same bound).
   - At most L{MAX_PENDING} checks are queued or running; past that a login
     fails with L{CheckerBusy} (the client gets a 503) instead of growing a
     queue without bound.
@@ -23,12 +32,19 @@ a lot of work by sending passwords. What bounds it:
     same credentials with every request and pays for one check.
   - A check whose every requester has gone away before it started is
     skipped, so clients that send a password and disconnect cost nothing.
-  - A user the file does not have is checked against another user's hash
-    all the same, so the answer's timing does not tell which users exist.
+  - A user the file does not have is checked all the same, against the
+    file's slowest hash (by kind and cost, see
+    L{twisted_cgiserve._http.htpasswd.workFactor}): an unknown user
+    answers as late as a wrong password of the slowest user. When all the
+    file's hashes have one kind and cost, timing cannot tell which users
+    exist; when they differ, it can tell that a name whose wrong password
+    is answered sooner is a user with a cheaper hash (re-create those with
+    the same C{htpasswd} options to close that).
 
 An attacker sending distinct wrong passwords still occupies the two
-threads (and, past L{MAX_PENDING}, makes new logins wait with a 503), but
-never the reactor; users whose credentials are cached are not affected.
+threads (and, past L{MAX_PENDING}, makes new logins wait with a 503), and
+with SHA-crypt hashes slows the reactor by one thread's share of the GIL;
+users whose credentials are cached are not affected.
 
 Reading the file again (L{HtpasswdChecker.reload}) empties both caches.
 """
@@ -47,18 +63,25 @@ from zope.interface import implementer
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, DeferredLock, fail, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from twisted_cgiserve._http.htpasswd import HtpasswdError, PasswordHash, readHtpasswd
+from twisted_cgiserve._http.htpasswd import (
+    HtpasswdError,
+    PasswordHash,
+    readHtpasswd,
+    workFactor,
+)
+from twisted_cgiserve._http.shacrypt import SHACryptHash
 
 __all__ = [
     "BAD_SECONDS",
     "CACHE_SIZE",
     "GOOD_SECONDS",
+    "MAX_PASSWORD",
     "MAX_PENDING",
     "CheckerBusy",
     "HtpasswdChecker",
@@ -81,6 +104,9 @@ CACHE_SIZE = 4096
 MAX_PENDING = 64
 # The threads checks run in.
 THREADS = 2
+# The longest password checked, in bytes; longer ones are wrong. passlib's
+# bound: SHA-crypt's time grows with the square of the length.
+MAX_PASSWORD = 4096
 
 Runner = Callable[[Callable[[], bool | None]], "Deferred[bool | None]"]
 
@@ -173,6 +199,7 @@ class HtpasswdChecker:
         """
         self.path = path
         self._users = readHtpasswd(path)
+        self._slowest = _slowest(self._users)
         self._reactor = reactor
         self._runner = runner or ThreadRunner(reactor)
         self._maxPending = maxPending
@@ -181,6 +208,8 @@ class HtpasswdChecker:
         self._good: OrderedDict[bytes, float] = OrderedDict()
         self._bad: OrderedDict[bytes, float] = OrderedDict()
         self._checks: dict[bytes, _Check] = {}
+        # One SHA-crypt check at a time (see the module's docstring).
+        self._shaCrypt = DeferredLock()
 
     @property
     def users(self) -> int:
@@ -206,6 +235,7 @@ class HtpasswdChecker:
             )
             return False
         self._users = users
+        self._slowest = _slowest(users)
         self._good.clear()
         self._bad.clear()
         _log.info(
@@ -236,6 +266,18 @@ class HtpasswdChecker:
             return False
         return True
 
+    def knownBad(self, credentials: IUsernamePassword) -> bool:
+        """
+        Whether C{credentials} would be refused without a check: the
+        password is too long, or the same credentials failed recently.
+        Lets a request be refused before its body is read.
+        """
+        password = _bytes(credentials.password)
+        if len(password) > MAX_PASSWORD:
+            return True
+        key = self._cacheKey(_bytes(credentials.username), password)
+        return self._cached(self._bad, key)
+
     def requestAvatarId(self, credentials: IUsernamePassword) -> Deferred[_AvatarId]:
         """
         The user name, if the password is right.
@@ -246,6 +288,8 @@ class HtpasswdChecker:
         """
         user = _bytes(credentials.username)
         password = _bytes(credentials.password)
+        if len(password) > MAX_PASSWORD:
+            return fail(UnauthorizedLogin())
         key = self._cacheKey(user, password)
         if self._cached(self._good, key):
             return succeed(user)
@@ -253,16 +297,19 @@ class HtpasswdChecker:
             return fail(UnauthorizedLogin())
         check = self._checks.get(key)
         if check is None:
-            stored = self._users.get(user)
-            # An unknown user costs the same as a known one.
-            target = stored or next(iter(self._users.values()), None)
+            # An unknown user costs as much as the slowest known one.
+            target = self._users.get(user) or self._slowest
             if target is None:
                 return fail(UnauthorizedLogin())
             if len(self._checks) >= self._maxPending:
                 return fail(CheckerBusy())
             check = self._checks[key] = _Check()
             waiter = check.wait()
-            started = self._runner(lambda: check.run(target, password))
+            run = self._runner
+            if isinstance(target, SHACryptHash):
+                started = self._shaCrypt.run(run, lambda: check.run(target, password))
+            else:
+                started = run(lambda: check.run(target, password))
             started.addBoth(self._checked, key, check, user, self._users)
             return waiter
         return check.wait()
@@ -292,6 +339,13 @@ class HtpasswdChecker:
             return
         self._remember(self._bad, key, BAD_SECONDS)
         check.deliver(Failure(UnauthorizedLogin()))
+
+
+def _slowest(users: dict[bytes, PasswordHash]) -> PasswordHash | None:
+    """
+    The hash of C{users} slowest to check, to check unknown users against.
+    """
+    return max(users.values(), key=workFactor, default=None)
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -166,6 +166,27 @@ class CGIServeRequest(Request):
         if tracker is not None:
             tracker.requestEnded(self)
 
+    def parseCookies(self) -> None:
+        """
+        On an HTTP/2 stream, called once all the request's headers are in
+        and before Twisted answers C{Expect: 100-continue}: where the site's
+        L{EarlyGate} is asked (the HTTP/1.x channel asks it itself). A
+        refused request is answered 401 once its stream ends, with no
+        C{100 Continue} and its body discarded meanwhile, as a body past the
+        limit is; the connection and its other streams carry on.
+        """
+        super().parseCookies()
+        channel = self.channel
+        gate = self._channelSite().authGate if isStream(channel) else None
+        if gate is None:
+            return
+        challenge = gate.earlyChallenge(cast(Any, channel).path, self.requestHeaders)
+        if challenge is not None:
+            self.requestHeaders.removeHeader(b"expect")
+            self.responseHeaders.setRawHeaders(b"www-authenticate", [challenge])
+            self._refusalCode = 401
+            self._refuseBody()
+
     def gotLength(self, length: int | None) -> None:
         """
         The request's head is complete: its request line is known, and from

@@ -14,8 +14,11 @@ here and checked against the specification's vectors and, where present,
 the system's C{crypt} and C{openssl passwd}.
 
 It is slow on purpose (5000 rounds by default) and, in pure Python, holds
-the GIL while it runs: callers run it in a bounded thread pool (see
-L{twisted_cgiserve._http.credentials}).
+the GIL while it runs, so it slows the reactor thread while it runs
+even in another thread: callers run one check at a time in a thread (see
+L{twisted_cgiserve._http.credentials}). Its time also grows with the
+square of the password's length (steps 13 and 14 hash the password once
+per byte of it): callers refuse long passwords before they get here.
 """
 
 from __future__ import annotations
@@ -126,7 +129,12 @@ def _digest(variant: _Variant, password: bytes, salt: bytes, rounds: int) -> byt
         a.update(b if length & 1 else password)
         length >>= 1
     digestA = a.digest()
-    pBytes = _repeated(new(password * len(password)).digest(), len(password))
+    # Steps 13 and 14: the password once for each of its bytes, fed in a
+    # loop rather than built as one string of len(password) ** 2 bytes.
+    dp = new(b"")
+    for _ in range(len(password)):
+        dp.update(password)
+    pBytes = _repeated(dp.digest(), len(password))
     sBytes = _repeated(new(salt * (16 + digestA[0])).digest(), len(salt))
     # The loop of step 21, with its six possible inputs precomputed.
     c = digestA

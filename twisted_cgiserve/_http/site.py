@@ -20,6 +20,7 @@ from twisted.web.resource import IResource
 from twisted.web.server import Site
 
 from twisted_cgiserve._http.accesslog import AccessLog
+from twisted_cgiserve._http.basicauth import EarlyGate
 from twisted_cgiserve._http.clock import SecondClock
 from twisted_cgiserve._http.connection import HTTPConnection
 from twisted_cgiserve._http.request import CGIServeRequest
@@ -54,6 +55,7 @@ class CGIServeSite(Site):
         headerTimeout: float = 20.0,
         sendTimeout: float = DEFAULT_SEND_TIMEOUT,
         extraHeaders: Sequence[tuple[bytes, bytes]] = (),
+        authGate: EarlyGate | None = None,
         **kw: Any,
     ) -> None:
         """
@@ -65,6 +67,8 @@ class CGIServeSite(Site):
             client does not read) before it is cut (0 for no limit).
         @param extraHeaders: Headers added to successful responses that do
             not already have them (C{--header}).
+        @param authGate: Asked at the end of each request's head whether to
+            refuse it with 401 before its body is read (C{--auth-file}).
         @param kw: For L{Site}; C{timeout} is the idle connection timeout.
         """
         # Twisted would parse form POSTs into request.args, reading the whole
@@ -82,6 +86,7 @@ class CGIServeSite(Site):
         self.headerTimeout = headerTimeout
         self.sendTimeout = sendTimeout
         self.extraHeaders = tuple(extraHeaders)
+        self.authGate = authGate
         self.inFlight: set[CGIServeRequest] = set()
         self.draining = False
         self.channels: set[HTTPConnection] = set()

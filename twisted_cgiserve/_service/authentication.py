@@ -20,7 +20,7 @@ from twisted.web.resource import IResource
 from twisted_cgiserve._http.basicauth import BasicAuthResource
 from twisted_cgiserve._http.credentials import HtpasswdChecker
 from twisted_cgiserve._service.config import ServerConfig
-from twisted_cgiserve._service.ports import ListenSpec
+from twisted_cgiserve._service.ports import ListenSpec, splitDescription
 
 __all__ = ["clearTextPorts", "protect", "warnClearText"]
 
@@ -32,37 +32,21 @@ def _interface(description: str) -> str | None:
     The C{interface=} of a C{tcp:}/C{tcp6:} endpoint description, unescaped;
     L{None} when it has none (every address).
     """
-    for field in _fields(description):
-        if field.startswith("interface="):
-            return field.removeprefix("interface=")
-    return None
-
-
-def _fields(description: str) -> list[str]:
-    """
-    A description's C{:}-separated fields, backslash escapes undone.
-    """
-    fields, current, escaped = [], [], False
-    for c in description:
-        if escaped:
-            current.append(c)
-            escaped = False
-        elif c == "\\":
-            escaped = True
-        elif c == ":":
-            fields.append("".join(current))
-            current = []
-        else:
-            current.append(c)
-    fields.append("".join(current))
-    return fields
+    return splitDescription(description)[1].get("interface")
 
 
 def _isLoopback(address: str) -> bool:
+    """
+    Whether C{address} is a loopback address, IPv4-mapped ones
+    (C{::ffff:127.0.0.1}) included.
+    """
     try:
-        return ipaddress.ip_address(address.strip("[]")).is_loopback
+        ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:
         return address == "localhost"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def clearTextPorts(specs: Sequence[ListenSpec]) -> list[ListenSpec]:

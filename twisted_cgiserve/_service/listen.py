@@ -114,16 +114,21 @@ class ListeningService(StreamServerEndpointService):
         endpoint: IStreamServerEndpoint,
         factory: IProtocolFactory,
         reactor: Any = None,
+        *,
         exitWith: Callable[[int], None] | None = None,
+        commandName: str = "twistd cgiserve",
     ) -> None:
         """
         @param reactor: Stopped when the endpoint fails asynchronously
             (default: the global reactor).
+        @param commandName: The command the error line names (as the user
+            ran it: C{twistd cgiserve}, C{python -m twisted_cgiserve}).
         @param exitWith: Called with the exit status when the endpoint fails
             asynchronously (default: L{exitAfterStop}).
         """
         super().__init__(_Reporting(endpoint, self), factory)
         self.spec = spec
+        self._commandName = commandName
         self.port: IListeningPort | None = None
         self._reactor = reactor
         self._exitWith = exitWith
@@ -185,7 +190,7 @@ class ListeningService(StreamServerEndpointService):
                 why = socketError.strerror
             else:
                 why = socketError
-        message = f"twistd cgiserve: cannot listen on {self.spec}: {why}"
+        message = f"{self._commandName}: cannot listen on {self.spec}: {why}"
         # The real standard error: twistd has redirected sys.stderr into its
         # log by now, and this line is for the person at the terminal.
         stderr = sys.__stderr__ or sys.stderr

@@ -25,7 +25,7 @@ from twisted.internet.endpoints import quoteStringArgument
 
 from twisted_cgiserve._service.tls import TLSFiles
 
-__all__ = ["ListenSpec", "parsePort"]
+__all__ = ["ListenSpec", "parsePort", "splitDescription"]
 
 
 @dataclass(frozen=True)
@@ -99,7 +99,7 @@ def _bindDescription(port: int, bind: str) -> str:
     return f"{kind}:{port}:interface={quoteStringArgument(str(address))}"
 
 
-def _splitDescription(text: str) -> tuple[list[str], dict[str, str]]:
+def splitDescription(text: str) -> tuple[list[str], dict[str, str]]:
     """
     An endpoint description's arguments, as Twisted reads them: fields
     separated by C{:}, C{name=value} for keyword arguments, a backslash
@@ -137,7 +137,7 @@ def _fromSSL(value: str) -> ListenSpec:
     @raise ValueError: An argument Twisted's C{ssl:} takes that makes no
         sense here, or one it does not take.
     """
-    positional, keywords = _splitDescription(value.removeprefix("ssl:"))
+    positional, keywords = splitDescription(value.removeprefix("ssl:"))
     if len(positional) != 1 or not positional[0].isdigit():
         raise ValueError(f"bad --port {value!r}: ssl: needs a port number")
     for legacy in ("sslmethod", "dhParameters"):

@@ -176,9 +176,11 @@ class StaticResource(Resource):
     mounted over the same tree as L{makeRootResource
     <twisted_cgiserve.makeRootResource>} (or over a tree copied from an
     http.server site) would otherwise hand it out. Their files and listings
-    are not found (C{404}), however the path is spelt. So are files named
-    as scripts (C{cgiExtensions}), wherever they are, in any case, with
-    trailing dots or spaces, as an index file, or behind a symbolic link.
+    are not found (C{404}), however the path is spelt, and so is anything
+    whose real path lies in one when a symbolic link leads to it. So are
+    files named as scripts (C{cgiExtensions}), wherever they are, in any
+    case, with trailing dots or spaces, as an index file, or behind a
+    symbolic link.
 
     @ivar path: The directory served, absolute.
     @ivar indexNames: The files tried, in order, for a directory.
@@ -281,6 +283,9 @@ class StaticResource(Resource):
         except (OSError, ValueError):
             return sendError(request, 404, "File not found")
         if stat.S_ISDIR(st.st_mode):
+            if self._isScript(fsPath, directory=True, trailingSlash=trailingSlash):
+                # A CGI directory reached through a link: not listed.
+                return sendError(request, 404, "File not found")
             return self._renderDirectory(request, fsPath, trailingSlash)
         if not stat.S_ISREG(st.st_mode) or trailingSlash or self._isScript(fsPath):
             # A file asked for with a trailing slash is not found (Issue17324);
@@ -289,16 +294,77 @@ class StaticResource(Resource):
             return sendError(request, 404, "File not found")
         return self._renderFile(request, fsPath, st)
 
-    def _isScript(self, fsPath: str) -> bool:
+    def _isScript(
+        self, fsPath: str, *, directory: bool = False, trailingSlash: bool = False
+    ) -> bool:
         """
-        Whether the file at C{fsPath} is named as a script (see
-        L{hidesScript}), or is a symbolic link to one, or to one through
-        other links: served, a link would send the script's source under
-        another name.
+        Whether the file or directory at C{fsPath} (below L{path}, found on
+        disk) must not be served because of what it really is: a file named
+        as a script (see L{hidesScript}), a symbolic link to one (through
+        other links too), or, by its real path, something inside a CGI
+        directory of this tree (see L{_inDirectories}). Served, a link would
+        send a script's source, or list a CGI directory, under another name.
+        A directory's name says nothing (a directory named C{x.cgi} is
+        served); only where it really is counts.
+
+        The real path is only worked out when a symbolic link lies on the
+        way from L{path} to C{fsPath}: otherwise the request's own segments,
+        already checked, are the real ones. That costs one C{lstat} per
+        segment below L{path}, and a C{realpath} only for linked files.
+        """
+        extensions = () if directory else self.cgiExtensions
+        refused = self._refused
+        if not (extensions or refused):
+            return False
+        if extensions and hidesScript(os.path.basename(fsPath), extensions):
+            return True
+        if not self._linked(fsPath):
+            return False
+        if extensions and self._linksToScriptName(fsPath):
+            return True
+        real = os.path.realpath(fsPath)
+        if extensions and hidesScript(os.path.basename(real), extensions):
+            return True
+        if not refused:
+            return False
+        realRoot = os.path.realpath(self.path)
+        if real == realRoot:
+            segments: tuple[str, ...] = ()
+        elif real.startswith(os.path.join(realRoot, "")):
+            segments = tuple(real[len(realRoot) :].strip(os.sep).split(os.sep))
+        else:
+            # Outside the tree: in none of its CGI directories.
+            return False
+        return _inDirectories(ResolvedPath(segments, trailingSlash), refused)
+
+    def _linked(self, fsPath: str) -> bool:
+        """
+        Whether a symbolic link lies on the way from L{path} to C{fsPath},
+        C{fsPath} itself included (the root's own links do not count: they
+        move the whole tree).
+        """
+        rest = fsPath[len(self.path) :].strip(os.sep)
+        if not rest:
+            return False
+        current = self.path
+        for segment in rest.split(os.sep):
+            current = os.path.join(current, segment)
+            try:
+                if stat.S_ISLNK(os.lstat(current).st_mode):
+                    return True
+            except (OSError, ValueError):
+                # Gone since it was found: treat it as linked, so that the
+                # careful path decides.
+                return True
+        return False
+
+    def _linksToScriptName(self, fsPath: str) -> bool:
+        """
+        Whether C{fsPath} is a symbolic link whose chain of targets passes
+        through a name of a script, within a bounded walk (a chain longer
+        than the kernel's limit counts as one).
         """
         extensions = self.cgiExtensions
-        if not extensions:
-            return False
         for _ in range(_MAX_LINKS):
             if hidesScript(os.path.basename(fsPath), extensions):
                 return True
