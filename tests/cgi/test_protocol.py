@@ -42,6 +42,14 @@ class FakeScript:
         self.resumed = 0
         self.producer: Any = None
         self.done: Deferred[bool] = Deferred()
+        # What the standard error pipe still holds, unread by the reactor.
+        self.pendingStderr = b""
+        self.protocol: Any = None
+
+    def readPendingStderr(self) -> None:
+        if self.pendingStderr:
+            data, self.pendingStderr = self.pendingStderr, b""
+            self.protocol.childDataReceived(2, data)
 
     def terminate(self, grace: float) -> Deferred[bool]:
         self.terminated.append(grace)
@@ -132,6 +140,7 @@ def makeRun(
         debug=debug,
     )
     transport = FakeScript()
+    transport.protocol = script
     script.makeConnection(transport)
     return SimpleNamespace(
         clock=clock,
@@ -646,6 +655,20 @@ def test_debugExitBeforeTheHead(debugRun: SimpleNamespace) -> None:
     assert "<pre>Traceback: &lt;oops&gt;\n</pre>" in text
     assert "session=secret" not in text
     assert debugRun.transport.terminated == [KILL_GRACE]
+
+
+def test_debugReadsWhatStderrStillHolds(debugRun: SimpleNamespace) -> None:
+    """
+    The script's last words may still be in its standard error pipe when
+    its exit decides the page (the reactor has not read them yet): they
+    are read first, before ending the script closes the pipe.
+    """
+    debugRun.script.childDataReceived(2, b"starting\n")
+    debugRun.transport.pendingStderr = b"setpriv: cannot exec: No such file\n"
+    debugRun.script.childConnectionLost(1)
+    exited(debugRun, error.ProcessTerminated(exitCode=127))
+    text = pageOf(debugRun)
+    assert "<pre>starting\nsetpriv: cannot exec: No such file\n</pre>" in text
 
 
 def test_debugBadHead(debugRun: SimpleNamespace) -> None:

@@ -94,6 +94,10 @@ __all__ = ["IScriptTransport", "ScriptProcess"]
 _log = Logger(namespace="cgiserve.cgi")
 
 
+# The most of a script's standard error read at once when it is asked for
+# (readPendingStderr): four pipe buffers, twice what the debug page shows.
+_PENDING_STDERR = 256 * 1024
+
 # A pipe's capacity on Linux: reading it in one call halves the calls (and
 # the chunks sent to the client) of Twisted's 8 KiB reads.
 _READ_SIZE = 64 * 1024
@@ -141,6 +145,14 @@ class IScriptTransport(IProcessTransport):
 
         @return: Fires once the group is gone (at once if it already was),
             with whether C{SIGKILL} was needed.
+        """
+
+    def readPendingStderr() -> None:
+        """
+        Hand the protocol what the script's standard error pipe already
+        holds, without waiting for more: a failure judged at the script's
+        exit may be decided before the reactor has read the last lines it
+        wrote, and ending the script closes the pipe.
         """
 
 
@@ -443,6 +455,27 @@ class ScriptProcess:
     def writeSequence(self, seq: Iterable[bytes]) -> None:
         for data in seq:
             self.write(data)
+
+    def readPendingStderr(self) -> None:
+        """
+        See L{IScriptTransport.readPendingStderr}: read the non-blocking
+        pipe until it is empty, at its end, or a bound is reached (a script
+        still writing cannot keep the reactor here).
+        """
+        pipe = self.pipes.get(2)
+        if pipe is None:
+            return
+        remaining = _PENDING_STDERR
+        while remaining > 0:
+            try:
+                data = os.read(pipe.fileno(), min(_READ_SIZE, remaining))
+            except OSError:
+                # Empty for now (EAGAIN), or gone: the reader learns which.
+                return
+            if not data:
+                return
+            remaining -= len(data)
+            self.proto.childDataReceived(2, data)
 
     def closeChildFD(self, childFD: int) -> None:
         if childFD in self.pipes:

@@ -59,6 +59,7 @@ from twisted_cgiserve._cgi.output import (
     ParsedOutput,
     Progress,
 )
+from twisted_cgiserve._cgi.process import IScriptTransport
 from twisted_cgiserve._cgi.stderr import LineSplitter, StderrTail
 
 __all__ = ["KILL_GRACE", "RunState", "ScriptRun"]
@@ -313,6 +314,11 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         standard error.
         """
         assert self._debug is not None and self._stderrTail is not None
+        transport = self.transport
+        if transport is not None:
+            # What it wrote last (often the reason it failed) may still be
+            # in the pipe; ending the script closes it.
+            cast(IScriptTransport, transport).readPendingStderr()
         ended = describeExit(self._exitReason)
         if self._timedOut:
             ended = f"timed out after {self._timeout:g} s without output; {ended}"
