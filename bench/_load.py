@@ -21,6 +21,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -524,24 +525,132 @@ def post_echo(
     return result
 
 
+def post_count(
+    request: Request,
+    pid: int,
+    *,
+    timeout: float,
+    idle_timeout: float = 30.0,
+) -> LoadResult:
+    """
+    POST C{request.body_file} to a script that answers with the number of
+    bytes it read, and check that number. The upload is C{socket.sendfile}
+    in a thread, so a server that answers early (an error, say) is read at
+    once. The time runs from the request head to the end of the response;
+    C{pid}'s RSS is sampled throughout; everything is cut off after
+    C{timeout} seconds.
+    """
+    assert request.body_file is not None
+    size = request.body_file.stat().st_size
+    result = LoadResult("python post count", 0, 0, 0.0)
+    result.rss_before_mib = rss_mib(pid)
+    conn = http.client.HTTPConnection(request.host, request.port, timeout=idle_timeout)
+    upload_error: list[str] = []
+    status: int | None = None
+    body = b""
+    cut = threading.Event()
+    began = time.monotonic()
+    watchdog: threading.Timer | None = None
+    try:
+        with RssSampler(pid) as sampler:
+            try:
+                conn.connect()
+                sock = conn.sock
+                assert isinstance(sock, socket.socket)
+
+                def cut_off() -> None:
+                    cut.set()
+                    with contextlib.suppress(OSError):
+                        sock.shutdown(socket.SHUT_RDWR)
+
+                watchdog = threading.Timer(timeout, cut_off)
+                watchdog.daemon = True
+                watchdog.start()
+
+                def upload() -> None:
+                    assert request.body_file is not None
+                    try:
+                        with request.body_file.open("rb") as f:
+                            sock.sendfile(f)
+                    except OSError as e:
+                        upload_error.append(repr(e))
+
+                conn.putrequest(request.method, request.path)
+                conn.putheader("Content-Type", "application/octet-stream")
+                conn.putheader("Content-Length", str(size))
+                began = time.monotonic()
+                conn.endheaders()
+                uploader = threading.Thread(target=upload, daemon=True)
+                uploader.start()
+                response = conn.getresponse()
+                status = response.status
+                result.bad_status = int(status != 200)
+                body = response.read(4096)
+                result.duration_s = time.monotonic() - began
+                uploader.join(timeout=max(0.0, began + timeout - time.monotonic()))
+            except (OSError, http.client.HTTPException) as e:
+                result.duration_s = time.monotonic() - began
+                why = (
+                    f"cut off at the {timeout:.0f} s limit" if cut.is_set() else repr(e)
+                )
+                result.failed_check = f"{why} after {result.duration_s:.1f} s"
+        result.rss_peak_mib = sampler.peak
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        conn.close()
+    answer = body.strip()
+    if result.failed_check is None:
+        if cut.is_set():
+            result.failed_check = f"cut off at the {timeout:.0f} s limit"
+        elif status != 200:
+            result.failed_check = f"status {status}, expected 200; body {body[:200]!r}"
+        elif answer != str(size).encode():
+            result.failed_check = f"the script counted {answer[:100]!r}, sent {size}"
+        elif upload_error:
+            result.failed_check = f"upload failed: {upload_error[0]}"
+    result.requests = 1
+    result.bytes_read = size
+    return result
+
+
 def find_or_install_wrk(log: list[str]) -> str | None:
     """
     wrk is a Debian package; installing it is worth a try as root because the
     Python fallback's numbers are far less meaningful.
     """
-    found = shutil.which("wrk")
+    return find_or_install("wrk", "wrk", log)
+
+
+def find_or_install(
+    program: str, package: str, log: list[str], *, path: Sequence[str] = ()
+) -> str | None:
+    """
+    Find C{program} on PATH (or in C{path}, for daemons in /usr/sbin), or,
+    as root with apt-get, install Debian's C{package} and look again. Every
+    step is logged; C{None} when it is not there afterwards. Installing a
+    daemon's package does not start it when /usr/sbin/policy-rc.d forbids
+    (as in containers); the harness never uses the system-wide config either
+    way.
+    """
+
+    def where() -> str | None:
+        search = os.pathsep.join([os.environ.get("PATH", ""), *path])
+        return shutil.which(program, path=search)
+
+    found = where()
     if found:
         return found
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or not shutil.which("apt-get"):
-        log.append("wrk not found, and not root with apt-get: not installing it")
+        log.append(f"{program} not found, and not root with apt-get: not installing it")
         return None
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for argv in (
-        ["apt-get", "install", "-y", "wrk"],
+        ["apt-get", "install", "-y", package],
         ["apt-get", "update"],
-        ["apt-get", "install", "-y", "wrk"],
+        ["apt-get", "install", "-y", package],
     ):
-        log.append(f"wrk not found: running {' '.join(argv)}")
+        log.append(f"{program} not found: running {' '.join(argv)}")
         try:
             proc = subprocess.run(
                 argv, capture_output=True, text=True, timeout=300, env=env, check=False
@@ -549,12 +658,12 @@ def find_or_install_wrk(log: list[str]) -> str | None:
         except subprocess.TimeoutExpired:
             log.append(f"{' '.join(argv)} timed out")
             return None
-        found = shutil.which("wrk")
+        found = where()
         if found:
-            log.append(f"installed wrk at {found}")
+            log.append(f"installed {program} at {found}")
             return found
         if proc.returncode != 0 and argv[1] == "update":
             log.append(f"apt-get update failed: {proc.stderr.strip()[-200:]}")
             return None
-    log.append("could not install wrk")
+    log.append(f"could not install {program}")
     return None

@@ -15,10 +15,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
+import grp
 import http.client
 import json
 import os
 import platform
+import pwd
 import shlex
 import shutil
 import signal
@@ -39,7 +41,9 @@ from _load import (
     PythonGenerator,
     Request,
     WrkGenerator,
+    find_or_install,
     find_or_install_wrk,
+    post_count,
     post_echo,
     sha256_of,
 )
@@ -48,18 +52,23 @@ HOST = "127.0.0.1"  # Never anything else: these servers serve a temp dir.
 REPO = Path(__file__).resolve().parent.parent
 BINDIR = Path(sys.executable).parent
 OURS = "cgiserve"
-# Ratio columns, closest relative first; servers not named here come after.
-RATIO_ORDER = ("twisted.web", "http.server")
+# Ratio columns, the reference CGI host first; servers not named here come after.
+RATIO_ORDER = ("lighttpd", "http.server", "twisted.web")
+# The unprivileged user that the "unprivileged server" scenario starts servers
+# as, and that lighttpd and nginx switch to when started as root.
+UNPRIVILEGED = "nobody"
 STARTUP_TIMEOUT = 15.0
 STOP_TIMEOUT = 5.0
 WARMUP_SECONDS = 1
 ECHO_TIMEOUT = 120.0  # per POST echo, then the harness cuts the connection
+COUNT_TIMEOUT = 180.0  # per 1 GiB upload
 
 Metric = Literal["req/s", "MB/s"]
 # "load": the load generator (wrk) for --duration seconds per round;
 # "echo": one streamed POST per round by post_echo, which checks the echo and
-# samples the server's RSS.
-Runner = Literal["load", "echo"]
+# samples the server's RSS; "count": one streamed POST per round by
+# post_count, to a script that answers with the number of bytes it read.
+Runner = Literal["load", "echo", "count"]
 Validator = Callable[[Path, int, bytes], str | None]
 
 
@@ -93,10 +102,20 @@ class Scenario:
     targets: Mapping[str, float] = field(default_factory=dict)
     # ...and cgiserve's peak RSS growth (echo runner) under this many MiB.
     rss_target_mib: float | None = None
+    # Start every server for this scenario as this user (setpriv), not as the
+    # harness's user; part of what makes an instance.
+    run_as: str | None = None
+    # Why the scenario cannot run here (say, too little space), or None.
+    available: Callable[[], str | None] | None = None
+
+    @property
+    def single(self) -> bool:
+        """One timed request per round, not a load generator run."""
+        return self.runner != "load"
 
     @property
     def label(self) -> str:
-        if self.runner == "echo":
+        if self.single:
             return f"{self.name} ({self.metric}; peak server RSS growth)"
         return f"{self.name} ({self.metric})"
 
@@ -162,13 +181,29 @@ ECHO_SCRIPT = (
 )
 ECHO_BODY = "post-100m.bin"
 ECHO_SIZE = 100 * 1024 * 1024
+# Reads exactly CONTENT_LENGTH bytes (http.server's script reads the client
+# socket itself, which never ends) and answers with how many it got.
+COUNT_SCRIPT = (
+    '#!/bin/sh\nprintf "Content-Type: text/plain\\n\\n"\n'
+    'head -c "$CONTENT_LENGTH" | wc -c\n'
+)
+COUNT_BODY = "upload-1g.bin"
+COUNT_SIZE = 1024 * 1024 * 1024
+# The body, plus one server's spool of it (lighttpd, twcgi and cgiserve
+# store a body before the script starts), plus a margin.
+COUNT_SPACE = 3 * COUNT_SIZE
 
 
 # As root, twcgi runs scripts as root; cgiserve by default switches each to
-# nobody (--cgi-user) with one more exec (setpriv). Compare like with like:
-# cgiserve runs them as root too. (http.server --cgi switches to nobody in
-# its forked child, which costs it no extra exec.)
-CGISERVE_CGI_ARGS: tuple[str, ...] = ("--cgi-user", "root") if os.geteuid() == 0 else ()
+# nobody (--cgi-user) with one more exec (setpriv). The "trivial shell CGI"
+# and POST echo scenarios compare like with like: cgiserve and lighttpd run
+# scripts as root too. (http.server --cgi switches to nobody in its forked
+# child, which costs it no extra exec.) The "default --cgi-user" scenario
+# compares the defaults: cgiserve's nobody against lighttpd running as nobody.
+AS_ROOT = os.geteuid() == 0
+CGISERVE_CGI_ARGS: tuple[str, ...] = ("--cgi-user", "root") if AS_ROOT else ()
+# Pseudo-options read by lighttpd_command, not passed to lighttpd.
+LIGHTTPD_AS_ROOT: tuple[str, ...] = ("user=root",) if AS_ROOT else ()
 
 
 def make_cgi_script(stem: str, text: str) -> Callable[[Path], None]:
@@ -186,6 +221,38 @@ def make_cgi_script(stem: str, text: str) -> Callable[[Path], None]:
 def make_echo_files(docroot: Path) -> None:
     make_cgi_script("echo", ECHO_SCRIPT)(docroot)
     make_file(ECHO_BODY, ECHO_SIZE)(docroot)
+
+
+def make_count_files(docroot: Path) -> None:
+    make_cgi_script("count", COUNT_SCRIPT)(docroot)
+    make_file(COUNT_BODY, COUNT_SIZE)(docroot)
+
+
+def space_for_upload() -> str | None:
+    free = shutil.disk_usage(tempfile.gettempdir()).free
+    if free < COUNT_SPACE:
+        return (
+            f"{tempfile.gettempdir()} has {free / 2**30:.1f} GiB free; the 1 GiB "
+            f"upload needs {COUNT_SPACE / 2**30:.0f} GiB (body, a server's spool "
+            "of it, margin)"
+        )
+    return None
+
+
+def unprivileged_available() -> str | None:
+    if not AS_ROOT:
+        return "needs root to start servers as another user (the harness is not root)"
+    if not shutil.which("setpriv"):
+        return "needs util-linux's setpriv to start servers as another user"
+    try:
+        pwd.getpwnam(UNPRIVILEGED)
+    except KeyError:
+        return f"no user {UNPRIVILEGED!r}"
+    return None
+
+
+def as_root_available() -> str | None:
+    return None if AS_ROOT else "the harness is not root"
 
 
 def exact_body(expected: bytes) -> Validator:
@@ -222,6 +289,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "req/s",
         setup=make_file("1k.bin", 1024),
         validate=same_as_file("1k.bin"),
+        targets={"twisted.web": 1.5},
     ),
     Scenario(
         "10 MiB file",
@@ -230,6 +298,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "MB/s",
         setup=make_file("10m.bin", 10 * 1024 * 1024),
         validate=same_as_file("10m.bin"),
+        targets={"lighttpd": 0.9, "http.server": 2.0},
     ),
     Scenario(
         "listing of 200 entries",
@@ -249,9 +318,44 @@ SCENARIOS: tuple[Scenario, ...] = (
         setup=make_cgi_script("hello", HELLO_SCRIPT),
         validate=exact_body(b"hello\n"),
         kind="cgi",
-        server_args={"http.server": ("--cgi",), OURS: CGISERVE_CGI_ARGS},
+        server_args={
+            "http.server": ("--cgi",),
+            OURS: CGISERVE_CGI_ARGS,
+            "lighttpd": LIGHTTPD_AS_ROOT,
+        },
         paths={"twisted.web": "/cgi-bin/hello.cgi"},
         targets={"twisted.web": 3.0, "http.server": 2.0},
+    ),
+    # The defaults as root: cgiserve switches every script to nobody
+    # (--cgi-user's default); lighttpd, started as root, switches itself to
+    # nobody (server.username) and runs scripts as that, its own user.
+    Scenario(
+        "trivial shell CGI, as root with the default --cgi-user",
+        "/cgi-bin/hello.sh",
+        4,
+        "req/s",
+        setup=make_cgi_script("hello", HELLO_SCRIPT),
+        validate=exact_body(b"hello\n"),
+        kind="cgi",
+        server_args={"http.server": ("--cgi",)},
+        paths={"twisted.web": "/cgi-bin/hello.cgi"},
+        targets={"lighttpd": 0.75},
+        available=as_root_available,
+    ),
+    # Every server started as nobody (setpriv), so nobody switches users.
+    Scenario(
+        "trivial shell CGI, unprivileged server",
+        "/cgi-bin/hello.sh",
+        4,
+        "req/s",
+        setup=make_cgi_script("hello", HELLO_SCRIPT),
+        validate=exact_body(b"hello\n"),
+        kind="cgi",
+        server_args={"http.server": ("--cgi",)},
+        paths={"twisted.web": "/cgi-bin/hello.cgi"},
+        targets={"lighttpd": 0.8},
+        run_as=UNPRIVILEGED,
+        available=unprivileged_available,
     ),
     # MB/s: the body size over the time from the request head to the last
     # echoed byte (as many bytes again went the other way).
@@ -262,12 +366,38 @@ SCENARIOS: tuple[Scenario, ...] = (
         "MB/s",
         setup=make_echo_files,
         kind="cgi",
-        server_args={"http.server": ("--cgi",), OURS: CGISERVE_CGI_ARGS},
+        server_args={
+            "http.server": ("--cgi",),
+            OURS: CGISERVE_CGI_ARGS,
+            "lighttpd": LIGHTTPD_AS_ROOT,
+        },
         method="POST",
         body_file=ECHO_BODY,
         paths={"twisted.web": "/cgi-bin/echo.cgi"},
         runner="echo",
+        # Issue 12: at most 0.8x lighttpd's time, that is at least 1.25x its MB/s.
+        targets={"lighttpd": 1.25},
         rss_target_mib=32.0,
+    ),
+    # MB/s: the body size over the time from the request head to the end of
+    # the response (the count, after the script read the last byte).
+    Scenario(
+        "1 GiB upload to a counting CGI",
+        "/cgi-bin/count.sh",
+        1,
+        "MB/s",
+        setup=make_count_files,
+        kind="cgi",
+        server_args={
+            "http.server": ("--cgi",),
+            OURS: CGISERVE_CGI_ARGS,
+            "lighttpd": LIGHTTPD_AS_ROOT,
+        },
+        method="POST",
+        body_file=COUNT_BODY,
+        paths={"twisted.web": "/cgi-bin/count.cgi"},
+        runner="count",
+        available=space_for_upload,
     ),
 )
 
@@ -287,6 +417,8 @@ class Launch:
     # Where the server writes its access log when given a file of its own
     # (--access-log file); None: into twistd's log.
     access_log: Path | None = None
+    # The user the process is started as (setpriv), None: the harness's.
+    user: str | None = None
 
 
 @dataclass(frozen=True)
@@ -302,6 +434,8 @@ class ServerSpec:
     # Scenario kinds whose responses end only at connection close (see
     # LoadResult.discount_eof_reads).
     close_delimited: frozenset[str] = frozenset()
+    # Finds (or installs) the server's program: a reason when it cannot.
+    prepare: Callable[[], str | None] | None = None
 
     def supports(self, scenario: Scenario) -> bool:
         return scenario.kind in self.kinds
@@ -387,6 +521,127 @@ def twisted_web_command(launch: Launch) -> list[str]:
     ]
 
 
+def give_to(path: Path, user: str) -> None:
+    """Make C{path} (a directory of this instance's own) belong to C{user}."""
+    entry = pwd.getpwnam(user)
+    os.chown(path, entry.pw_uid, entry.pw_gid)
+
+
+def group_of(user: str) -> str:
+    return grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name
+
+
+def switches_to(launch: Launch) -> str | None:
+    """
+    The user lighttpd or nginx switches to once they listen: the unprivileged
+    user when started as root (as Debian's packages run them as www-data),
+    unless C{user=root} is among the extra options (scripts as root, to
+    compare with twcgi and cgiserve --cgi-user root).
+    """
+    if launch.user is not None or not AS_ROOT or "user=root" in launch.extra_args:
+        return None
+    return UNPRIVILEGED
+
+
+_programs: dict[str, str | None] = {}
+
+
+def program(name: str) -> str | None:
+    """The path of lighttpd or nginx, installed with apt-get like wrk."""
+    if name not in _programs:
+        log: list[str] = []
+        _programs[name] = find_or_install(name, name, log, path=("/usr/sbin",))
+        for line in log:
+            progress(line)
+    return _programs[name]
+
+
+def lighttpd_command(launch: Launch) -> list[str]:
+    """
+    One lighttpd process (its default: no server.max-worker), mod_cgi running
+    every file under /cgi-bin as an executable (C{cgi.assign = ("" => "")}),
+    its defaults otherwise: request bodies are stored in server.upload-dirs
+    (here in the instance's directory) before the script starts.
+    """
+    user = switches_to(launch)
+    if user:
+        give_to(launch.workdir, user)
+    uploads = launch.workdir / "uploads"
+    uploads.mkdir(exist_ok=True)
+    if user:
+        give_to(uploads, user)
+    lines = [
+        'server.modules = ("mod_accesslog", "mod_dirlisting", "mod_cgi")',
+        f'server.document-root = "{launch.docroot}"',
+        f'server.bind = "{HOST}"',
+        f"server.port = {launch.port}",
+        f'server.errorlog = "{launch.log}"',
+        f'server.upload-dirs = ("{uploads}")',
+        'index-file.names = ("index.html")',
+        'dir-listing.activate = "enable"',
+        'mimetype.assign = ("" => "application/octet-stream")',
+        '$HTTP["url"] =~ "^/cgi-bin/" { cgi.assign = ("" => "") }',
+    ]
+    if launch.access_log:
+        lines.append(f'accesslog.filename = "{launch.access_log}"')
+    if user:
+        lines += [
+            f'server.username = "{user}"',
+            f'server.groupname = "{group_of(user)}"',
+        ]
+    conf = launch.workdir / "lighttpd.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return [program("lighttpd") or "lighttpd", "-D", "-f", str(conf)]
+
+
+def nginx_command(launch: Launch) -> list[str]:
+    """
+    One worker process (C{worker_processes 1}) besides nginx's master, which
+    serves nothing; C{sendfile on} as in Debian's packaged nginx.conf.
+    """
+    user = switches_to(launch)
+    if user:
+        give_to(launch.workdir, user)
+    temp = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    lines = [
+        "daemon off;",
+        "worker_processes 1;",
+        f"pid {launch.workdir / 'nginx.pid'};",
+        f"error_log {launch.log};",
+        *([f"user {user} {group_of(user)};"] if user else []),
+        "events { worker_connections 1024; }",
+        "http {",
+        f"  access_log {launch.access_log or 'off'};",
+        "  sendfile on;",
+        "  tcp_nopush on;",
+        "  default_type application/octet-stream;",
+        *(f"  {t}_temp_path {launch.workdir / t};" for t in temp),
+        f"  server {{ listen {HOST}:{launch.port}; root {launch.docroot};"
+        " autoindex on; }",
+        "}",
+    ]
+    conf = launch.workdir / "nginx.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return [
+        program("nginx") or "nginx",
+        "-p",
+        str(launch.workdir),
+        "-e",
+        str(launch.log),
+        "-c",
+        str(conf),
+    ]
+
+
+def prepare_program(name: str) -> Callable[[], str | None]:
+    def prepare() -> str | None:
+        if program(name) is None:
+            return f"{name} is not installed and could not be installed"
+        return None
+
+    return prepare
+
+
 SERVERS: tuple[ServerSpec, ...] = (
     # CGI is on by default under /cgi-bin.
     ServerSpec(
@@ -394,6 +649,20 @@ SERVERS: tuple[ServerSpec, ...] = (
         frozenset({"static", "cgi"}),
         cgiserve_command,
         environment=checkout_environment,
+    ),
+    # The reference CGI host: one process, mod_cgi.
+    ServerSpec(
+        "lighttpd",
+        frozenset({"static", "cgi"}),
+        lighttpd_command,
+        prepare=prepare_program("lighttpd"),
+    ),
+    # Static files only: nginx has no CGI.
+    ServerSpec(
+        "nginx",
+        frozenset({"static"}),
+        nginx_command,
+        prepare=prepare_program("nginx"),
     ),
     # With --cgi (see the scenarios' server_args): CGIHTTPRequestHandler,
     # HTTP/1.0, a fork per request, the client socket as the script's stdin
@@ -424,6 +693,7 @@ class Instance:
     spec: ServerSpec
     extra_args: tuple[str, ...]
     tag: str
+    user: str | None = None  # started as this user (setpriv), or the harness's
     argv: list[str] = field(default_factory=list)
     port: int = 0
     log: Path = Path()
@@ -451,22 +721,44 @@ def tail(path: Path, lines: int = 15) -> str:
 def start(
     instance: Instance, docroot: Path, workdir: Path, access_log_mode: str = "file"
 ) -> None:
-    """Start and wait until it accepts connections; on failure set .error."""
+    """
+    Start and wait until it accepts connections; on failure set .error.
+
+    Each instance gets a directory of its own in C{workdir} for its config,
+    logs and scratch files, owned by the user it runs as.
+    """
     instance.port = free_port()
-    instance.log = workdir / f"{instance.tag}.log"
-    instance.output = workdir / f"{instance.tag}.out"
-    access_log = (
-        workdir / f"{instance.tag}-access.log" if access_log_mode == "file" else None
-    )
+    home = workdir / instance.tag
+    home.mkdir(mode=0o700)
+    if instance.user:
+        give_to(home, instance.user)
+    instance.log = home / "server.log"
+    instance.output = home / "output.log"
+    access_log = home / "access.log" if access_log_mode == "file" else None
     launch = Launch(
         instance.port,
         docroot,
-        workdir,
+        home,
         instance.log,
         instance.extra_args,
         access_log,
+        instance.user,
     )
+    if instance.spec.prepare is not None:
+        instance.error = instance.spec.prepare()
+        if instance.error:
+            instance.details = instance.error
+            return
     instance.argv = instance.spec.command(launch)
+    if instance.user:
+        entry = pwd.getpwnam(instance.user)
+        instance.argv = [
+            "setpriv",
+            f"--reuid={entry.pw_uid}",
+            f"--regid={entry.pw_gid}",
+            "--clear-groups",
+            *instance.argv,
+        ]
     env = dict(os.environ)
     if instance.spec.environment is not None:
         env.update(instance.spec.environment(launch))
@@ -477,7 +769,7 @@ def start(
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            cwd=workdir,
+            cwd=home,
             env=env,
             start_new_session=True,
         )
@@ -631,7 +923,7 @@ def measure(
         what = "warm-up" if rnd == 0 else f"round {rnd}/{args.rounds}"
         for spec, scenario, instance in pairs:
             cell = cells[(spec.name, scenario.name)]
-            echo = scenario.runner == "echo"
+            echo = scenario.single
             if echo and (rnd == 0 or cell.bad_check):
                 continue
             if time.monotonic() + (10 if echo else seconds) > deadline:
@@ -647,14 +939,21 @@ def measure(
             )
             if echo:
                 assert body is not None and instance.process is not None
-                if body not in digests:
+                if body not in digests and scenario.runner == "echo":
                     digests[body] = sha256_of(body)
-                result = post_echo(
-                    request,
-                    digests[body],
-                    instance.process.pid,
-                    timeout=min(ECHO_TIMEOUT, deadline - time.monotonic()),
-                )
+                if scenario.runner == "count":
+                    result = post_count(
+                        request,
+                        instance.process.pid,
+                        timeout=min(COUNT_TIMEOUT, deadline - time.monotonic()),
+                    )
+                else:
+                    result = post_echo(
+                        request,
+                        digests[body],
+                        instance.process.pid,
+                        timeout=min(ECHO_TIMEOUT, deadline - time.monotonic()),
+                    )
             else:
                 conns = connections_for(scenario, args)
                 result = generator.run(request, conns, seconds)
@@ -699,7 +998,7 @@ def measure(
 
 
 def connections_for(scenario: Scenario, args: argparse.Namespace) -> int:
-    if scenario.runner == "echo":
+    if scenario.single:
         return 1
     return int(args.connections or scenario.connections)
 
@@ -955,6 +1254,34 @@ def twisted_version() -> str:
     return str(twisted.__version__)
 
 
+InstanceKey = tuple[str, tuple[str, ...], str | None]
+
+
+def instance_key(spec: ServerSpec, scenario: Scenario) -> InstanceKey:
+    return (spec.name, scenario.server_args.get(spec.name, ()), scenario.run_as)
+
+
+def load_average() -> str:
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def machine() -> str:
+    """nproc, the CPU model, the kernel and Python, for the report."""
+    model = "unknown CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return (
+        f"nproc {len(os.sched_getaffinity(0))}, {model}, Linux {platform.release()}, "
+        f"Python {platform.python_version()} ({sys.executable})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     # Let SIGTERM unwind through the finally blocks that stop the servers.
@@ -962,13 +1289,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + args.time_limit
     specs: list[ServerSpec] = args.server_specs
-    scenarios: list[Scenario] = args.scenario_list
-    # Server logs and the source copy stay private (0700); the docroot is a
-    # temp dir of its own, opened to all because as root cgiserve and
-    # http.server --cgi run scripts as nobody.
+    skipped: list[str] = []
+    scenarios: list[Scenario] = []
+    for scenario in args.scenario_list:
+        why = scenario.available() if scenario.available else None
+        if why:
+            skipped.append(f"skipped {scenario.name}: {why}")
+            progress(f"!! {skipped[-1]}")
+        else:
+            scenarios.append(scenario)
+    load_before = load_average()
+    # Each server's config, logs and scratch files are in a directory of its
+    # own in workdir, owned by the user it runs as; workdir is 0711 so that
+    # servers running as nobody reach theirs, but nobody can list it. The
+    # docroot is a temp dir of its own, opened to all because as root
+    # cgiserve and http.server --cgi run scripts as nobody.
     workdir = Path(tempfile.mkdtemp(prefix="cgiserve-bench-"))
+    workdir.chmod(0o711)
     docroot = Path(tempfile.mkdtemp(prefix="cgiserve-bench-docroot-"))
     try:
+        if not scenarios:
+            raise SystemExit("no selected scenario can run here: " + "; ".join(skipped))
         for setup in dict.fromkeys(s.setup for s in scenarios if s.setup):
             setup(docroot)
         open_to_all(docroot)
@@ -979,36 +1320,35 @@ def main(argv: Sequence[str] | None = None) -> int:
             for sc in scenarios
             if sc.runner == "load"
         )
-        echoes = sum(
-            spec.supports(sc)
-            for spec in specs
-            for sc in scenarios
-            if sc.runner == "echo"
+        posts = sum(
+            spec.supports(sc) for spec in specs for sc in scenarios if sc.single
         )
         progress(
             f"{loads} server/scenario pairs x ({WARMUP_SECONDS} s warm-up + "
             f"{args.rounds} x {args.duration} s): about "
             f"{loads * (WARMUP_SECONDS + args.rounds * args.duration)} s of load"
             + (
-                f", plus {echoes} x {args.rounds} POST echoes (at most "
-                f"{ECHO_TIMEOUT:.0f} s each)"
-                if echoes
+                f", plus {posts} x {args.rounds} big POSTs (at most "
+                f"{COUNT_TIMEOUT:.0f} s each)"
+                if posts
                 else ""
             )
         )
 
-        # One instance per (server, extra args) that some selected scenario needs.
-        instances: dict[tuple[str, tuple[str, ...]], Instance] = {}
+        # One instance per (server, extra args, user) that some selected
+        # scenario needs.
+        instances: dict[InstanceKey, Instance] = {}
         for spec in specs:
             for scenario in scenarios:
                 if spec.supports(scenario):
-                    extra = scenario.server_args.get(spec.name, ())
-                    key = (spec.name, extra)
+                    key = instance_key(spec, scenario)
                     if key not in instances:
                         tag = (
-                            spec.name if not extra else f"{spec.name}-{len(instances)}"
+                            spec.name
+                            if key == (spec.name, (), None)
+                            else f"{spec.name}-{len(instances)}"
                         )
-                        instances[key] = Instance(spec, extra, tag)
+                        instances[key] = Instance(spec, key[1], tag, key[2])
 
         cells: dict[tuple[str, str], Cell] = {}
         with running(list(instances.values()), docroot, workdir, args.access_log):
@@ -1016,7 +1356,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 (
                     spec,
                     scenario,
-                    instances[(spec.name, scenario.server_args.get(spec.name, ()))],
+                    instances[instance_key(spec, scenario)],
                 )
                 for scenario in scenarios
                 for spec in specs
@@ -1027,8 +1367,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if instance.error:
                     cell.unavailable = "did not start"
                     continue
-                if scenario.runner == "echo":
-                    continue  # every measured echo checks its own answer
+                if scenario.single:
+                    continue  # every measured POST checks its own answer
                 problem = check_response(instance, scenario, docroot)
                 if problem:
                     cell.flags.append(f"response check failed: {problem}")
@@ -1053,6 +1393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes += [
             f"{i.tag} did not start: {i.error}" for i in instances.values() if i.error
         ]
+        notes += skipped
         conn_text = ", ".join(f"{s.name} {connections_for(s, args)}" for s in scenarios)
         header = (
             f"{datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}"
@@ -1063,6 +1404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f" | {args.rounds} round(s) x {args.duration} s, median"
             f" | connections: {conn_text}"
             f" | access logs: {args.access_log}"
+            f"\n\nMachine: {machine()}. Load average (1, 5, 15 min) at the start "
+            f"{load_before}, at the end {load_average()} (other work on the "
+            "machine shares its cores with the run)."
         )
         command = shlex.join(sys.orig_argv)
         print(f"{header}\n\n`{command}`\n\n{table}")
@@ -1099,7 +1443,7 @@ def write_json(
     *,
     header: str,
     command: str,
-    instances: Mapping[tuple[str, tuple[str, ...]], Instance],
+    instances: Mapping[InstanceKey, Instance],
     runs: Sequence[Run],
     cells: Mapping[tuple[str, str], Cell],
 ) -> None:
@@ -1110,6 +1454,7 @@ def write_json(
             {
                 "name": i.spec.name,
                 "extra_args": list(i.extra_args),
+                "user": i.user,
                 "argv": i.argv,
                 "error": i.error,
                 "details": i.details,

@@ -69,8 +69,12 @@ class Request(DummyRequest):
 @pytest.fixture
 def cut(monkeypatch: pytest.MonkeyPatch) -> list[object]:
     calls: list[object] = []
-    monkeypatch.setattr(_output, "cutResponse", calls.append)
-    monkeypatch.setattr(_response, "cutResponse", calls.append)
+
+    def cutResponse(request: object, *, abort: bool = False) -> None:
+        calls.append(request)
+
+    monkeypatch.setattr(_output, "cutResponse", cutResponse)
+    monkeypatch.setattr(_response, "cutResponse", cutResponse)
     return calls
 
 

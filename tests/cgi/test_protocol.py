@@ -122,8 +122,12 @@ def makeRun(
     debug: ScriptContext | None = None,
 ) -> SimpleNamespace:
     cut: list[object] = []
-    monkeypatch.setattr(_output, "cutResponse", cut.append)
-    monkeypatch.setattr(_response, "cutResponse", cut.append)
+
+    def cutResponse(request: object, *, abort: bool = False) -> None:
+        cut.append(request)
+
+    monkeypatch.setattr(_output, "cutResponse", cutResponse)
+    monkeypatch.setattr(_response, "cutResponse", cutResponse)
     clock = Clock()
     request = Request([b""])
     request.method = method

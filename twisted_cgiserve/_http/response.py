@@ -150,13 +150,17 @@ class ResponseSender(TimeoutMixin):
         if self._end():
             self._request.finish()
 
-    def cut(self) -> None:
+    def cut(self, *, abort: bool = False) -> None:
         """
         The body cannot be completed: end the response so the client can
         tell (the caller says why in the log).
+
+        @param abort: Close the connection at once rather than after what
+            was written (the socket itself failed: nothing more would
+            leave).
         """
         if self._end():
-            cutResponse(self._request)
+            cutResponse(self._request, abort=abort)
 
     def detach(self) -> None:
         """
@@ -192,21 +196,39 @@ class ResponseSender(TimeoutMixin):
         if self._end(connected=False):
             self._body.stopProducing()
 
+    # Progress, from a body that writes to the socket itself (zero-copy
+    # files), which no consumer pauses.
+
+    def stalled(self) -> None:
+        """
+        The body waits for the socket to take more: the send deadline runs
+        (unless it already does), as when the consumer pauses the body.
+        """
+        # A deadline already running is not postponed: stalls without
+        # progress in between are one stall.
+        if not self.done and self.timeOut is None and self._sendTimeout:
+            self.setTimeout(self._sendTimeout)
+
+    def progressed(self) -> None:
+        """
+        The socket took some of the body: the send deadline is off until
+        the next stall.
+        """
+        if self.timeOut is not None:
+            self.setTimeout(None)
+
     # IPushProducer, called by the request's consumer.
 
     def pauseProducing(self) -> None:
         if self.done:
             return
-        # A deadline already running is not postponed: pauses without a
-        # resume in between are one stall.
-        if self.timeOut is None and self._sendTimeout:
-            self.setTimeout(self._sendTimeout)
+        self.stalled()
         self._body.pauseProducing()
 
     def resumeProducing(self) -> None:
         if self.done:
             return
-        self.setTimeout(None)
+        self.progressed()
         self._body.resumeProducing()
 
     def stopProducing(self) -> None:

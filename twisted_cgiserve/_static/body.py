@@ -10,6 +10,11 @@ push producer behind a L{ResponseSender}, which reads with C{pread} only
 while the client keeps up, so memory stays bounded by the transport's
 buffer however large the file and however slow the client, and the file is
 closed however the request ends.
+
+A large file, whole or one range, over HTTP/1.x on plain TCP, is not read at
+all: L{twisted_cgiserve._http.sendfile} sends it from the page cache with
+C{sendfile(2)}, behind the same L{ResponseSender}. TLS, HTTP/2 and
+C{multipart/byteranges} bodies keep the copying producer.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from twisted.logger import Logger
 from twisted.web.iweb import IRequest
 
 from twisted_cgiserve._http.response import ResponseSender, cutResponse
+from twisted_cgiserve._http.sendfile import FileRegionSender, zeroCopyTransport
 
 __all__ = ["Piece", "closeSource", "sendBody"]
 
@@ -64,6 +70,13 @@ def sendBody(request: IRequest, source: int | bytes, pieces: Sequence[Piece]) ->
         request.finish()
         return
     if total > _SMALL:
+        if isinstance(source, int) and len(pieces) == 1:
+            [piece] = pieces
+            transport = zeroCopyTransport(request)
+            if transport is not None and not isinstance(piece, bytes):
+                offset, length = piece
+                FileRegionSender(request, source, offset, length, transport).start()
+                return
         _BodyProducer(request, source, pieces).start()
         return
     if isinstance(source, bytes):
