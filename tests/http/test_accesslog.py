@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.internet.address import IPv4Address, UNIXAddress
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import LogEvent, capturedLogs, formatEvent
@@ -21,9 +23,10 @@ from twisted.web.http import HTTPChannel
 from twisted.web.test.requesthelper import DummyRequest
 
 from tests.support.requests import makeRequest
-from twisted_cgiserve._http.accesslog import AccessLog, combinedLogLine
+from twisted_cgiserve._http.accesslog import AccessLog, _field, combinedLogLine
 from twisted_cgiserve._http.basicauth import Authentication, IAuthentication
 from twisted_cgiserve._http.clock import SecondClock
+from twisted_cgiserve._http.logfield import escapeField
 from twisted_cgiserve._http.request import CGIServeRequest
 
 _COMBINED = re.compile(
@@ -440,3 +443,23 @@ def test_authenticatedUser(user: bytes | None, field: str) -> None:
     """
     line = combinedLogLine(_AuthenticatedRequest(user), _STAMP)
     assert line.split(" ")[:3] == ["192.0.2.7", "-", field]
+
+
+@pytest.mark.parametrize("byte", range(256))
+def test_fieldAsEscapeField(byte: int) -> None:
+    """
+    The log's fields are written exactly as L{escapeField} writes them,
+    whatever byte they hold (its check for fields with nothing to escape
+    must not let one through).
+    """
+    for value in (bytes([byte]), b"GET /" + bytes([byte]) + b" HTTP/1.1"):
+        assert _field(value) == escapeField(value)
+    assert _field(None) == "-"
+
+
+@given(st.binary(max_size=64))
+def test_fieldAsEscapeFieldAnyBytes(value: bytes) -> None:
+    """
+    The same, for any bytes.
+    """
+    assert _field(value) == escapeField(value)

@@ -576,3 +576,100 @@ def test_canaryHTTP1RequestLine() -> None:
     ), "Twisted's HTTPChannel changed: adapt receivedRequestLine"
     assert receivedRequestLine(channel) == b"POST /up?x HTTP/1.1"
     channel.connectionLost(Failure(ConnectionDone()))
+
+
+# The idle timer
+
+
+def _timed(
+    resource: Resource, timeout: float = 10.0
+) -> tuple[CGIServeChannel, _Transport, MemoryReactorClock]:
+    """
+    A channel with an idle timeout of C{timeout} seconds on a simulated
+    clock.
+    """
+    site = Site(resource)
+    site.log = lambda request: None  # type: ignore[method-assign]
+    clock = MemoryReactorClock()
+    channel = CGIServeChannel()
+    channel.site = site
+    channel.requestFactory = Request
+    channel.callLater = clock.callLater
+    channel.timeOut = timeout  # type: ignore[assignment]
+    transport = _Transport(1 << 30)
+    channel.makeConnection(transport)
+    _connected.append(channel)
+    return channel, transport, clock
+
+
+def test_idleTimerKeptAcrossRequests() -> None:
+    """
+    Requests answered at once leave the one idle timer queued and push it
+    back: no timer is created or cancelled per request, and the connection
+    is closed the idle timeout after the last request.
+    """
+    channel, transport, clock = _timed(_Echo(10))
+    [timer] = clock.getDelayedCalls()
+    for _ in range(3):
+        clock.advance(6)
+        channel.dataReceived(_get(b"/a"))
+        assert clock.getDelayedCalls() == [timer]
+        assert timer.getTime() == clock.seconds() + 10
+    assert _statuses(transport.value()) == [200, 200, 200]
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting
+
+
+def test_idleTimerIdleWhileRequestProcessed() -> None:
+    """
+    The idle timeout does not run out while a request is being processed,
+    however long it takes (Twisted's rule, kept); once it is answered, the
+    connection has the whole idle timeout again.
+    """
+    resource = _Slow(10)
+    channel, transport, clock = _timed(resource)
+    channel.dataReceived(_get(b"/slow"))
+    clock.advance(25)
+    assert not transport.disconnecting
+    assert clock.getDelayedCalls() == []
+    resource.pending.pop().finish()
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting
+
+
+def test_idleTimerCancelledWhenLost() -> None:
+    """
+    A connection that is lost, even while a request is being processed,
+    leaves no timer behind.
+    """
+    resource = _Slow(10)
+    channel, _, clock = _timed(resource)
+    channel.dataReceived(_get(b"/a"))
+    channel.dataReceived(_get(b"/slow"))
+    assert len(clock.getDelayedCalls()) == 1
+    _connected.remove(channel)
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_idleTimerOffOutsideRequests() -> None:
+    """
+    Turned off between requests (as for a switch to HTTP/2), the idle timer
+    is cancelled; turned on again, it runs the new period.
+    """
+    channel, transport, clock = _timed(_Echo(10))
+    assert channel.setTimeout(None) == 10
+    assert clock.getDelayedCalls() == []
+    channel.resetTimeout()
+    assert clock.getDelayedCalls() == []
+    assert channel.setTimeout(5) is None
+    clock.advance(4)
+    channel.resetTimeout()
+    clock.advance(4.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting

@@ -370,6 +370,8 @@ def test_leafRootRenderedDirectly() -> None:
     assert request.prepath == []
     assert request.postpath == [b"a", b"b/c", b""]
     assert request.site is served.site
+    served.get(b"/x//y+z")
+    assert served.pages.seen[1].postpath == [b"x", b"", b"y+z"]
 
 
 def test_treeRootTraversed() -> None:

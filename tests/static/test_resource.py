@@ -25,6 +25,7 @@ from twisted_cgiserve._http.paths import (
     BadRequestPath,
     resolvePath,
 )
+from twisted_cgiserve._static import resource as staticResourceModule
 from twisted_cgiserve._static.resource import resourcePath
 
 
@@ -770,6 +771,44 @@ def test_staticServesOrdinaryLinks(root: Path) -> None:
     assert body(_get(resource, b"/pub/ok.txt")) == b"hello\n"
     assert body(_get(resource, b"/pub/out.txt")) == b"other tree\n"
     assert _get(resource, b"/pub/cgilink").responseCode == 301
+
+
+def test_fileStatusAskedOnce(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A file that is not a link costs one C{lstat} of its own (which is also
+    its status) and one for each directory on the way, checked for links;
+    no C{stat}. A link is followed with one C{stat}, and still refused when
+    it leads into a CGI directory.
+    """
+    _linkTree(root)
+    resource = StaticResource(str(root))
+    calls: list[tuple[str, str]] = []
+
+    class CountingOS:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(os, name)
+
+        def stat(self, path: str) -> os.stat_result:
+            calls.append(("stat", path))
+            return os.stat(path)
+
+        def lstat(self, path: str) -> os.stat_result:
+            calls.append(("lstat", path))
+            return os.lstat(path)
+
+    monkeypatch.setattr(staticResourceModule, "os", CountingOS())
+    assert body(_get(resource, b"/sub/b.html")) == b"<p>b</p>"
+    assert calls == [
+        ("lstat", str(root / "sub" / "b.html")),
+        ("lstat", str(root / "sub")),
+    ]
+    calls.clear()
+    assert body(_get(resource, b"/pub/ok.txt")) == b"hello\n"
+    assert calls[:2] == [
+        ("lstat", str(root / "pub" / "ok.txt")),
+        ("stat", str(root / "pub" / "ok.txt")),
+    ]
+    assert _get(resource, b"/pub/s.txt").responseCode == 404
 
 
 def test_staticLinksIntoCGIDirectoryServedWithCGIOff(root: Path) -> None:

@@ -31,6 +31,22 @@ __all__ = ["AccessLog", "combinedLogLine"]
 _accessLogger = Logger(namespace="cgiserve.access")
 _log = Logger(namespace="cgiserve.accesslog")
 
+_IP_ADDRESSES = (IPv4Address, IPv6Address)
+
+# The bytes escapeField changes: control characters (C0, DEL, C1), the
+# quote and the backslash.
+_ESCAPED = bytes([*range(0x20), *range(0x7F, 0xA0), ord('"'), ord("\\")])
+
+
+def _field(value: bytes | None) -> str:
+    """
+    L{escapeField}, without its per-character pass for the common field that
+    holds nothing to escape (a check in C first).
+    """
+    if value is not None and len(value.translate(None, _ESCAPED)) == len(value):
+        return value.decode("latin-1")
+    return escapeField(value)
+
 
 def combinedLogLine(request: Request, timestamp: str) -> str:
     """
@@ -40,7 +56,7 @@ def combinedLogLine(request: Request, timestamp: str) -> str:
         L{SecondClock.logTimestamp} writes it.
     """
     address = request.getClientAddress()
-    host = address.host if isinstance(address, IPv4Address | IPv6Address) else "-"
+    host = address.host if isinstance(address, _IP_ADDRESSES) else "-"
     headers = request.requestHeaders
     referer = headers.getRawHeaders(b"referer")
     agent = headers.getRawHeaders(b"user-agent")
@@ -61,11 +77,11 @@ def combinedLogLine(request: Request, timestamp: str) -> str:
         host,
         user,
         timestamp,
-        escapeField(requestLine),
+        _field(requestLine),
         request.code,
         request.sentLength or "-",
-        escapeField(referer[-1] if referer else None),
-        escapeField(agent[-1] if agent else None),
+        _field(referer[-1] if referer else None),
+        _field(agent[-1] if agent else None),
     )
 
 

@@ -46,7 +46,7 @@ from collections.abc import Sequence
 from time import monotonic
 from typing import Protocol, runtime_checkable
 
-from twisted.internet.interfaces import IPushProducer
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
@@ -190,7 +190,46 @@ class CGIServeChannel(HTTPChannel):
 
     def allContentReceived(self) -> None:
         if not self._refused:
-            super().allContentReceived()
+            self._idleSuspending = True
+            try:
+                super().allContentReceived()
+            finally:
+                self._idleSuspending = False
+
+    # The idle timer. Twisted's HTTPChannel turns it off for each request
+    # (setTimeout(None), in allContentReceived) and on again when the request
+    # ends; TimeoutMixin cancels a reactor timer and creates another every
+    # time, a measurable part of serving a small file. Here the timer stays
+    # queued while the request is processed and is pushed back when the
+    # request ends; should it run out meanwhile, it does nothing. Every other
+    # setTimeout(None) (the connection lost, switched to HTTP/2) cancels it.
+
+    _idleCall: IDelayedCall | None = None
+    # Inside allContentReceived: a setTimeout(None) suspends the timer.
+    _idleSuspending = False
+
+    def setTimeout(self, period: float | None) -> float | None:
+        previous: float | None = self.timeOut
+        self.timeOut = period  # type: ignore[assignment]
+        call = self._idleCall
+        if period is None:
+            if call is not None and not self._idleSuspending:
+                self._idleCall = None
+                call.cancel()
+        elif call is not None:
+            call.reset(period)
+        else:
+            self._idleCall = self.callLater(period, self._idleTimedOut)
+        return previous
+
+    def resetTimeout(self) -> None:
+        if self._idleCall is not None and self.timeOut is not None:
+            self._idleCall.reset(self.timeOut)
+
+    def _idleTimedOut(self) -> None:
+        self._idleCall = None
+        if self.timeOut is not None:
+            self.timeoutConnection()
 
     def headerReceived(self, line: bytes) -> bool:
         """
@@ -322,6 +361,7 @@ class CGIServeChannel(HTTPChannel):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.headerStarted = None
+        self._idleSuspending = False
         super().connectionLost(reason)
 
     # Refusals

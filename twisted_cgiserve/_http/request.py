@@ -133,7 +133,13 @@ class CGIServeRequest(Request):
         self.site = site
         self.responseHeaders.setRawHeaders(b"date", [site.clock.httpDate()])
         self.prepath = []
-        self.postpath = [unquote(segment) for segment in self.path[1:].split(b"/")]
+        segments = self.path[1:].split(b"/")
+        # Most paths have no escapes, and nothing to decode.
+        self.postpath = (
+            [unquote(segment) for segment in segments]
+            if b"%" in self.path
+            else segments
+        )
         self.sitepath = list[bytes]()
         try:
             self.render(resource)

@@ -278,16 +278,28 @@ class StaticResource(Resource):
         Serve the file or directory at C{fsPath}, already resolved from the
         request and known to lie below L{path}.
         """
+        # lstat first: for what is not a link (most things) it is the stat,
+        # and it also answers whether the last segment is a link, which
+        # _isScript would otherwise ask with a second system call.
         try:
-            st = os.stat(fsPath)
+            st = os.lstat(fsPath)
+            isLink = stat.S_ISLNK(st.st_mode)
+            if isLink:
+                st = os.stat(fsPath)
         except (OSError, ValueError):
             return sendError(request, 404, "File not found")
         if stat.S_ISDIR(st.st_mode):
-            if self._isScript(fsPath, directory=True, trailingSlash=trailingSlash):
+            if self._isScript(
+                fsPath, directory=True, trailingSlash=trailingSlash, isLink=isLink
+            ):
                 # A CGI directory reached through a link: not listed.
                 return sendError(request, 404, "File not found")
             return self._renderDirectory(request, fsPath, trailingSlash)
-        if not stat.S_ISREG(st.st_mode) or trailingSlash or self._isScript(fsPath):
+        if (
+            not stat.S_ISREG(st.st_mode)
+            or trailingSlash
+            or self._isScript(fsPath, isLink=isLink)
+        ):
             # A file asked for with a trailing slash is not found (Issue17324);
             # FIFOs and devices are never opened for reading; scripts are
             # never sent.
@@ -295,7 +307,12 @@ class StaticResource(Resource):
         return self._renderFile(request, fsPath, st)
 
     def _isScript(
-        self, fsPath: str, *, directory: bool = False, trailingSlash: bool = False
+        self,
+        fsPath: str,
+        *,
+        directory: bool = False,
+        trailingSlash: bool = False,
+        isLink: bool | None = None,
     ) -> bool:
         """
         Whether the file or directory at C{fsPath} (below L{path}, found on
@@ -311,6 +328,9 @@ class StaticResource(Resource):
         way from L{path} to C{fsPath}: otherwise the request's own segments,
         already checked, are the real ones. That costs one C{lstat} per
         segment below L{path}, and a C{realpath} only for linked files.
+
+        @param isLink: Whether C{fsPath} itself is a symbolic link, when the
+            caller already knows (L{None}: asked here).
         """
         extensions = () if directory else self.cgiExtensions
         refused = self._refused
@@ -318,7 +338,7 @@ class StaticResource(Resource):
             return False
         if extensions and hidesScript(os.path.basename(fsPath), extensions):
             return True
-        if not self._linked(fsPath):
+        if not self._linked(fsPath, isLink):
             return False
         if extensions and self._linksToScriptName(fsPath):
             return True
@@ -337,17 +357,25 @@ class StaticResource(Resource):
             return False
         return _inDirectories(ResolvedPath(segments, trailingSlash), refused)
 
-    def _linked(self, fsPath: str) -> bool:
+    def _linked(self, fsPath: str, isLink: bool | None = None) -> bool:
         """
         Whether a symbolic link lies on the way from L{path} to C{fsPath},
         C{fsPath} itself included (the root's own links do not count: they
         move the whole tree).
+
+        @param isLink: Whether C{fsPath} itself is a link, if known.
         """
         rest = fsPath[len(self.path) :].strip(os.sep)
         if not rest:
             return False
+        segments = rest.split(os.sep)
+        if isLink is not None:
+            if isLink:
+                return True
+            # Only the directories on the way are left to ask about.
+            segments.pop()
         current = self.path
-        for segment in rest.split(os.sep):
+        for segment in segments:
             current = os.path.join(current, segment)
             try:
                 if stat.S_ISLNK(os.lstat(current).st_mode):
