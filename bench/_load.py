@@ -396,6 +396,83 @@ class RssSampler:
         self._sample()  # one last look, after the response ended
 
 
+class _Upload:
+    """
+    One POST whose body goes up from a thread (C{socket.sendfile}) while the
+    caller reads the response, so that a server answering before the upload
+    ends (an echo, an error) is read at once, and nothing of the body is held
+    in memory. C{http.client} writes the head and parses the response; the
+    body goes on the raw socket, because C{HTTPConnection} drops its socket
+    when the response is HTTP/1.0 and would silently reconnect and send the
+    rest of the body as a new request. Everything is cut off after
+    C{timeout} seconds.
+    """
+
+    def __init__(self, request: Request, timeout: float, idle_timeout: float) -> None:
+        assert request.body_file is not None
+        self.request = request
+        self.size = request.body_file.stat().st_size
+        self.timeout = timeout
+        self.conn = http.client.HTTPConnection(
+            request.host, request.port, timeout=idle_timeout
+        )
+        self.cut = threading.Event()
+        self.errors: list[str] = []
+        self.began = time.monotonic()
+        self.sock: socket.socket | None = None
+        self._watchdog: threading.Timer | None = None
+        self._uploader: threading.Thread | None = None
+
+    def start(self) -> http.client.HTTPResponse:
+        """
+        Connect, send the head, start the upload, and return the response
+        once its head has arrived; the time runs from the request head.
+        """
+        self.conn.connect()
+        sock = self.conn.sock
+        assert isinstance(sock, socket.socket)
+        self.sock = sock
+
+        def cut_off() -> None:
+            self.cut.set()
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+        self._watchdog = threading.Timer(self.timeout, cut_off)
+        self._watchdog.daemon = True
+        self._watchdog.start()
+
+        def upload() -> None:
+            assert self.request.body_file is not None
+            try:
+                with self.request.body_file.open("rb") as body:
+                    sock.sendfile(body)
+            except OSError as e:
+                self.errors.append(repr(e))
+
+        self.conn.putrequest(self.request.method, self.request.path)
+        self.conn.putheader("Content-Type", "application/octet-stream")
+        self.conn.putheader("Content-Length", str(self.size))
+        self.began = time.monotonic()
+        self.conn.endheaders()
+        self._uploader = threading.Thread(target=upload, daemon=True)
+        self._uploader.start()
+        return self.conn.getresponse()
+
+    def join(self) -> None:
+        """
+        Wait for the upload to end, within what is left of the time limit.
+        """
+        if self._uploader is not None:
+            remaining = self.began + self.timeout - time.monotonic()
+            self._uploader.join(timeout=max(0.0, remaining))
+
+    def close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+        self.conn.close()
+
+
 def post_echo(
     request: Request,
     expected_sha256: str,
@@ -421,50 +498,17 @@ def post_echo(
     close) within C{end_grace} seconds, or the run is flagged. C{pid}'s RSS
     is sampled throughout. Everything is cut off after C{timeout} seconds.
     """
-    assert request.body_file is not None
-    size = request.body_file.stat().st_size
+    upload = _Upload(request, timeout, idle_timeout)
+    size = upload.size
     result = LoadResult("python post echo", 0, 0, 0.0)
     result.rss_before_mib = rss_mib(pid)
-    conn = http.client.HTTPConnection(request.host, request.port, timeout=idle_timeout)
-    upload_error: list[str] = []
     status: int | None = None
-    cut = threading.Event()
     received = 0
     digest = hashlib.sha256()
-    began = time.monotonic()
-    watchdog: threading.Timer | None = None
     try:
         with RssSampler(pid) as sampler:
             try:
-                conn.connect()
-                sock = conn.sock
-                assert isinstance(sock, socket.socket)
-
-                def cut_off() -> None:
-                    cut.set()
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-
-                watchdog = threading.Timer(timeout, cut_off)
-                watchdog.daemon = True
-                watchdog.start()
-
-                def upload() -> None:
-                    assert request.body_file is not None
-                    try:
-                        with request.body_file.open("rb") as body:
-                            sock.sendfile(body)
-                    except OSError as e:
-                        upload_error.append(repr(e))
-
-                conn.putrequest(request.method, request.path)
-                conn.putheader("Content-Type", "application/octet-stream")
-                conn.putheader("Content-Length", str(size))
-                began = time.monotonic()
-                conn.endheaders()
-                uploader = threading.Thread(target=upload, daemon=True)
-                uploader.start()
-                response = conn.getresponse()
+                response = upload.start()
                 status = response.status
                 result.bad_status = int(status != 200)
                 while received < size:
@@ -473,9 +517,10 @@ def post_echo(
                         break
                     digest.update(chunk)
                     received += len(chunk)
-                result.duration_s = time.monotonic() - began
+                result.duration_s = time.monotonic() - upload.began
                 if received == size:
-                    sock.settimeout(end_grace)
+                    assert upload.sock is not None
+                    upload.sock.settimeout(end_grace)
                     try:
                         extra = response.read(1)
                     except TimeoutError:
@@ -489,11 +534,13 @@ def post_echo(
                             result.failed_check = (
                                 f"more than the {size} bytes sent came back"
                             )
-                uploader.join(timeout=max(0.0, began + timeout - time.monotonic()))
+                upload.join()
             except (OSError, http.client.HTTPException) as e:
-                result.duration_s = time.monotonic() - began
+                result.duration_s = time.monotonic() - upload.began
                 why = (
-                    f"cut off at the {timeout:.0f} s limit" if cut.is_set() else repr(e)
+                    f"cut off at the {timeout:.0f} s limit"
+                    if upload.cut.is_set()
+                    else repr(e)
                 )
                 result.failed_check = (
                     f"{why} after {result.duration_s:.1f} s, status {status}, "
@@ -501,10 +548,9 @@ def post_echo(
                 )
         result.rss_peak_mib = sampler.peak
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
-        conn.close()
-    if cut.is_set() and result.failed_check is None:
+        upload.close()
+    upload_error = upload.errors
+    if upload.cut.is_set() and result.failed_check is None:
         result.failed_check = (
             f"cut off at the {timeout:.0f} s limit, status {status}, "
             f"{received} of {size} bytes echoed"
@@ -540,75 +586,42 @@ def post_count(
     C{pid}'s RSS is sampled throughout; everything is cut off after
     C{timeout} seconds.
     """
-    assert request.body_file is not None
-    size = request.body_file.stat().st_size
+    upload = _Upload(request, timeout, idle_timeout)
+    size = upload.size
     result = LoadResult("python post count", 0, 0, 0.0)
     result.rss_before_mib = rss_mib(pid)
-    conn = http.client.HTTPConnection(request.host, request.port, timeout=idle_timeout)
-    upload_error: list[str] = []
     status: int | None = None
     body = b""
-    cut = threading.Event()
-    began = time.monotonic()
-    watchdog: threading.Timer | None = None
     try:
         with RssSampler(pid) as sampler:
             try:
-                conn.connect()
-                sock = conn.sock
-                assert isinstance(sock, socket.socket)
-
-                def cut_off() -> None:
-                    cut.set()
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)
-
-                watchdog = threading.Timer(timeout, cut_off)
-                watchdog.daemon = True
-                watchdog.start()
-
-                def upload() -> None:
-                    assert request.body_file is not None
-                    try:
-                        with request.body_file.open("rb") as f:
-                            sock.sendfile(f)
-                    except OSError as e:
-                        upload_error.append(repr(e))
-
-                conn.putrequest(request.method, request.path)
-                conn.putheader("Content-Type", "application/octet-stream")
-                conn.putheader("Content-Length", str(size))
-                began = time.monotonic()
-                conn.endheaders()
-                uploader = threading.Thread(target=upload, daemon=True)
-                uploader.start()
-                response = conn.getresponse()
+                response = upload.start()
                 status = response.status
                 result.bad_status = int(status != 200)
                 body = response.read(4096)
-                result.duration_s = time.monotonic() - began
-                uploader.join(timeout=max(0.0, began + timeout - time.monotonic()))
+                result.duration_s = time.monotonic() - upload.began
+                upload.join()
             except (OSError, http.client.HTTPException) as e:
-                result.duration_s = time.monotonic() - began
+                result.duration_s = time.monotonic() - upload.began
                 why = (
-                    f"cut off at the {timeout:.0f} s limit" if cut.is_set() else repr(e)
+                    f"cut off at the {timeout:.0f} s limit"
+                    if upload.cut.is_set()
+                    else repr(e)
                 )
                 result.failed_check = f"{why} after {result.duration_s:.1f} s"
         result.rss_peak_mib = sampler.peak
     finally:
-        if watchdog is not None:
-            watchdog.cancel()
-        conn.close()
+        upload.close()
     answer = body.strip()
     if result.failed_check is None:
-        if cut.is_set():
+        if upload.cut.is_set():
             result.failed_check = f"cut off at the {timeout:.0f} s limit"
         elif status != 200:
             result.failed_check = f"status {status}, expected 200; body {body[:200]!r}"
         elif answer != str(size).encode():
             result.failed_check = f"the script counted {answer[:100]!r}, sent {size}"
-        elif upload_error:
-            result.failed_check = f"upload failed: {upload_error[0]}"
+        elif upload.errors:
+            result.failed_check = f"upload failed: {upload.errors[0]}"
     result.requests = 1
     result.bytes_read = size
     return result
