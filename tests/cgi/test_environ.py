@@ -16,6 +16,7 @@ from twisted_cgiserve._cgi.environ import (
     BASE_PATH,
     CGIEnvironmentSettings,
     ScriptRequest,
+    _address,
     buildEnvironment,
     inheritedEnvironment,
     mountPrefix,
@@ -384,6 +385,8 @@ def test_inheritedEnvironment() -> None:
         "CREDENTIALS_DIRECTORY": "/run/c",
         "INVOCATION_ID": "x",
         "JOURNAL_STREAM": "1:2",
+        "CGISERVE_SPAWNER": "@spawner",
+        "CGISERVE_WORKER": "1",
     }
     assert dict(inheritedEnvironment(server)) == {
         "DISTGIT_CONFIG": "/etc/dist-git.conf",
@@ -409,3 +412,25 @@ def test_inheritedEnvironmentYieldsToRequest() -> None:
     plain, _ = _env()
     assert plain["PATH"] == BASE_PATH
     assert "KEEP" not in plain
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("192.0.2.9", "192.0.2.9"),
+        ("localhost", "localhost"),
+        ("", ""),
+        ("::1", "::1"),
+        ("2001:db8::9", "2001:db8::9"),
+        ("::ffff:192.0.2.9", "192.0.2.9"),
+        ("::ffff:c000:209", "192.0.2.9"),
+        ("fe80::1%eth0", "fe80::1%eth0"),
+        ("not:an:address", "not:an:address"),
+    ],
+)
+def test_addressAsScriptsExpectIt(host: str, shown: str) -> None:
+    """
+    IPv4-mapped IPv6 addresses, however spelt, become plain IPv4; any other
+    host, an address or not, is passed on as the socket reported it.
+    """
+    assert _address(host) == shown

@@ -260,3 +260,53 @@ def test_realScanIgnoresZombiesAndLeaders(cleanup: list[int]) -> None:
     for child in (busy, idle):
         child.kill()
         child.wait()
+
+
+def test_scansSpacedUnderLoad() -> None:
+    """
+    Scripts exiting one after the other share scans: a look asked for
+    within L{ProcessGroups.spacing} of the last scan waits until that much
+    time has passed, and then answers for every group that exited meanwhile.
+    """
+    clock = Clock()
+    kernel = ScanKernel()
+    groups = ProcessGroups(clock, kernel)
+    first, second, third = Group(10), Group(20), Group(30)
+    groups.watch(first, 0)
+    clock.advance(0)
+    assert kernel.scans == [{10}]
+    assert first.emptied == 1
+    clock.advance(ProcessGroups.spacing / 4)
+    groups.watch(second, 0)
+    clock.advance(0)
+    clock.advance(ProcessGroups.spacing / 4)
+    groups.watch(third, 0)
+    clock.advance(0)
+    assert kernel.scans == [{10}]
+    assert (second.emptied, third.emptied) == (0, 0)
+    clock.advance(ProcessGroups.spacing / 2)
+    assert kernel.scans == [{10}, {20, 30}]
+    assert (second.emptied, third.emptied) == (1, 1)
+    assert not clock.getDelayedCalls()
+    # Once a quiet spell is longer than the spacing, a look is immediate.
+    clock.advance(ProcessGroups.spacing)
+    groups.watch(first, 0)
+    clock.advance(0)
+    assert kernel.scans[-1] == {10}
+
+
+def test_spacingBoundedWhenTheClockGoesBack() -> None:
+    """
+    A clock set back after a scan delays the next look by the spacing at
+    most, not by how far it went back.
+    """
+    clock = Clock()
+    clock.advance(1000)
+    kernel = ScanKernel()
+    groups = ProcessGroups(clock, kernel)
+    groups.watch(Group(10), 0)
+    clock.advance(0)
+    clock.rightNow -= 500
+    groups.watch(Group(20), 0)
+    clock.advance(ProcessGroups.spacing)
+    assert kernel.scans == [{10}, {20}]

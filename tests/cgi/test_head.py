@@ -157,6 +157,9 @@ def test_framingAndHopByHopDropped() -> None:
         b"X-Bad: a\x00b",
         b"X-Bad: a\rb",
         b"X-Bad: a\x1bb",
+        b"X-Bad: a\x7fb",
+        b"X-Bad: a\x08b",
+        b"X-Bad: a\x1fb",
         b"(x): y",
     ],
 )
@@ -168,6 +171,24 @@ def test_unsafeLinesDropped(line: bytes) -> None:
     head, _ = _parse(b"Content-Type: a/b\n" + line + b"\n\n")
     assert head.headers == [(b"Content-Type", b"a/b")]
     assert head.dropped == [line]
+
+
+def test_everyByteInAValue() -> None:
+    """
+    A value is passed on unless it holds a control character other than the
+    tab, or DEL: every byte, one at a time, inside a value.
+    """
+    for byte in range(256):
+        if byte in b"\n":
+            continue
+        value = b"a" + bytes([byte]) + b"b"
+        result = HeadParser().feed(b"Content-Type: a/b\nX-Value: " + value + b"\n\n")
+        assert result is not None
+        head = result[0]
+        forbidden = (byte < 0x20 and byte != 0x09) or byte == 0x7F
+        assert (head.headers[1:] == []) is forbidden, byte
+        if not forbidden:
+            assert head.headers[1] == (b"X-Value", value)
 
 
 @pytest.mark.parametrize(

@@ -21,6 +21,7 @@ from twisted_cgiserve._cgi import output as _output
 from twisted_cgiserve._cgi.inspector import ScriptContext
 from twisted_cgiserve._cgi.protocol import KILL_GRACE, RunState, ScriptRun
 from twisted_cgiserve._http import response as _response
+from twisted_cgiserve._http.bodystream import BodyStream
 
 # --------------------------------------------------------------------------
 # Fakes
@@ -120,6 +121,7 @@ def makeRun(
     content: bytes | None = None,
     method: bytes = b"GET",
     debug: ScriptContext | None = None,
+    stream: BodyStream | None = None,
 ) -> SimpleNamespace:
     cut: list[object] = []
 
@@ -133,6 +135,8 @@ def makeRun(
     request.method = method
     if content is not None:
         request.content = BytesIO(content)
+    if stream is not None:
+        request.content = stream
     redirects: list[tuple[object, bytes]] = []
     script = ScriptRun(
         request,
@@ -427,6 +431,17 @@ def test_headRequestHasNoBody(monkeypatch: pytest.MonkeyPatch) -> None:
     assert run.transport.producer is None
 
 
+def test_emptyBodyClosesStdinAtOnce(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    An empty body (most requests) closes standard input at once, with no
+    sender set up for nothing.
+    """
+    run = makeRun(monkeypatch, content=b"")
+    assert run.transport.closed == [0]
+    assert run.transport.producer is None
+    assert run.script._sender is None
+
+
 def test_clientGoneStopsTheBodyAndTheScript(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     A client that goes away stops the body feed and ends the script; later
@@ -443,6 +458,82 @@ def test_clientGoneStopsTheBodyAndTheScript(monkeypatch: pytest.MonkeyPatch) -> 
     run.script.stopProducing()
     assert run.transport.terminated == [KILL_GRACE]
     assert not run.clock.getDelayedCalls()
+
+
+class _Connection:
+    """
+    The client's connection a streamed body arrives on.
+    """
+
+    reading = True
+
+    def pauseBody(self) -> None:
+        self.reading = False
+
+    def resumeBody(self) -> None:
+        self.reading = True
+
+
+def test_streamedBodyToStdin(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A body streamed as it arrives goes to standard input as it comes, with
+    the script's pipe as its consumer; each chunk restarts the timeout; the
+    pipe is closed at the end of the body.
+    """
+    connection = _Connection()
+    stream = BodyStream(6, connection)
+    stream.feed(b"abc")
+    run = makeRun(monkeypatch, stream=stream)
+    assert run.transport.producer is stream
+    assert run.transport.written == [b"abc"]
+    assert connection.reading
+    run.clock.advance(1.5)
+    stream.feed(b"def")
+    run.clock.advance(1.5)
+    assert run.transport.terminated == []
+    assert run.transport.written == [b"abc", b"def"]
+    assert run.transport.closed == [0]
+    assert run.transport.producer is None
+
+
+def test_streamedBodyBackpressure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The script's full pipe pauses the client's connection until it reads.
+    """
+    connection = _Connection()
+    stream = BodyStream(100, connection)
+    run = makeRun(monkeypatch, stream=stream)
+    run.transport.producer.pauseProducing()
+    stream.feed(b"x" * 10)
+    assert not connection.reading
+    assert run.transport.written == []
+    run.transport.producer.resumeProducing()
+    assert run.transport.written == [b"x" * 10]
+    assert connection.reading
+
+
+def test_streamedBodyClientGone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A client gone in the middle of its body: the body is given up (the
+    pipe closed) and the script ended.
+    """
+    stream = BodyStream(100, _Connection())
+    run = makeRun(monkeypatch, stream=stream)
+    stream.feed(b"x" * 10)
+    run.request.processingFailed(Failure(ConnectionError("gone")))
+    assert stream.discarding
+    assert run.transport.closed == [0]
+    assert run.transport.terminated == [KILL_GRACE]
+
+
+def test_streamedBodyOfAHeadRequest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A HEAD request's streamed body is not fed either.
+    """
+    stream = BodyStream(100, _Connection())
+    run = makeRun(monkeypatch, stream=stream, method=b"HEAD")
+    assert run.transport.closed == [0]
+    assert run.transport.producer is None
 
 
 # --------------------------------------------------------------------------
@@ -776,3 +867,62 @@ def test_noDebugNoTail(run: SimpleNamespace) -> None:
     body = b"".join(run.request.written)
     assert b"Error code: 502" in body
     assert b"--cgi-debug" not in body
+
+
+# --------------------------------------------------------------------------
+# A script the spawner starts later
+
+
+def test_pidKnownOnceTheTransportHasIt(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    The run's PID is the transport's, once it has one (a script the
+    spawner starts has none until its answer), and is kept after the
+    transport has let go of it.
+    """
+    run = makeRun(monkeypatch)
+    run.transport.pid = None
+    assert run.script.pid is None
+    run.transport.pid = 77
+    assert run.script.pid == 77
+    run.transport.pid = None
+    assert run.script.pid == 77
+
+
+def test_notStartedStopsQuietly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A script that the spawner then could not start: the body stops being
+    fed, the timer stops, whatever its pipes still report is dropped, the
+    client is told nothing by the run (the gateway answers), and the run
+    ends when the transport says so.
+    """
+    run = makeRun(monkeypatch, content=b"x" * (128 * 1024))
+    assert run.transport.producer is not None
+    assert run.script.notStarted() is True
+    assert run.script.state is RunState.ENDING
+    # The sender is stopped (the transport closes the pipe).
+    assert run.script._sender.deferred is None
+    assert not run.clock.getDelayedCalls()
+    run.script.childConnectionLost(1)
+    run.script.childConnectionLost(2)
+    ended(run, OSError(2, "No such file"))
+    assert run.request.written == []
+    assert run.request.finished == 0
+    assert run.script.ended.called
+    assert run.script.notStarted() is False
+
+
+def test_notStartedAfterTheClientLeft(monkeypatch: pytest.MonkeyPatch) -> None:
+    run = makeRun(monkeypatch, stream=None)
+    run.request.processingFailed(Failure(ConnectionError("gone")))
+    assert run.script.notStarted() is False
+
+
+def test_notStartedDiscardsAStreamedBody(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A body still arriving is discarded: the connection reads on, and what
+    comes is dropped.
+    """
+    stream = BodyStream(10, _Connection())
+    run = makeRun(monkeypatch, stream=stream)
+    assert run.script.notStarted() is True
+    assert stream.discarding

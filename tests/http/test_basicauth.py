@@ -19,6 +19,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.python.components import Componentized
 from twisted.python.failure import Failure
 from twisted.web.http_headers import Headers
+from twisted.web.iweb import IRequest
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from twisted.web.test.requesthelper import DummyRequest
@@ -460,3 +461,24 @@ def test_earlyChallengePlainChecker() -> None:
     resource = wrapper()
     assert resource.earlyChallenge(b"/x", headers(basic(b"alice:wrong"))) is None
     assert resource.earlyChallenge(b"/x", headers()) is not None
+
+
+class StreamingLeaf(Leaf):
+    """
+    A wrapped tree that streams the bodies of requests below C{/cgi-bin}.
+    """
+
+    def streamsBody(self, request: IRequest) -> bool:
+        return bytes(request.uri).startswith(b"/cgi-bin/")
+
+
+def test_streamsBodyAsWrappedTreeDoes() -> None:
+    """
+    The gate streams a body exactly when the tree behind it would, so that
+    protecting a site does not turn every upload back into a spooled one; a
+    tree that cannot stream bodies never does.
+    """
+    gate = wrapper(StreamingLeaf())
+    assert gate.streamsBody(Request(b"/cgi-bin/upload.sh")) is True
+    assert gate.streamsBody(Request(b"/static.txt")) is False
+    assert wrapper(Leaf()).streamsBody(Request(b"/cgi-bin/upload.sh")) is False

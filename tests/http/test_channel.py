@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from twisted.internet.error import ConnectionDone
@@ -18,7 +19,9 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
+from twisted_cgiserve._http.bodystream import BodyStream
 from twisted_cgiserve._http.channel import (
+    LINGER,
     MAX_CONTENT_LENGTH_DIGITS,
     CGIServeChannel,
     receivedRequestLine,
@@ -673,3 +676,264 @@ def test_idleTimerOffOutsideRequests() -> None:
     assert not transport.disconnecting
     clock.advance(0.1)
     assert transport.disconnecting
+
+
+# Request bodies streamed to what serves the request
+
+
+class _EarlyRequest(Request):
+    """
+    A request started at the end of its head when its path starts with
+    C{/stream} (as this server's request does for a CGI script), its body
+    going to a L{BodyStream} that a test attaches a consumer to.
+    C{/stream/refuse} is answered at once, before its body.
+    """
+
+    stream: BodyStream | None = None
+    completed = False
+
+    def startEarly(self, command: bytes, path: bytes, version: bytes) -> bool:
+        if not path.startswith(b"/stream"):
+            return False
+        self.method, self.uri, self.path = command, path, path
+        self.clientproto = version
+        channel = self.channel
+        assert isinstance(channel, CGIServeChannel) and channel.length
+        self.stream = BodyStream(channel.length, channel)
+        _early.append(self)
+        if path == b"/stream/refuse":
+            self.setResponseCode(404)
+            self.setHeader(b"content-length", b"2")
+            self.write(b"no")
+            self.finish()
+        return True
+
+    def handleContentChunk(self, data: bytes) -> None:
+        if self.stream is None:
+            super().handleContentChunk(data)
+        else:
+            self.stream.feed(data)
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        if self.stream is None:
+            super().requestReceived(command, path, version)
+        else:
+            self.completed = True
+
+    def finish(self) -> None:
+        super().finish()
+        if self.stream is not None:
+            self.stream.discard()
+
+
+_early: list[_EarlyRequest] = []
+
+
+class _Pipe:
+    """
+    A script's standard input holding C{capacity} bytes.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.held = b""
+        self.producer: Any = None
+        self.closed = False
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def unregisterProducer(self) -> None:
+        self.producer = None
+
+    def write(self, data: bytes) -> None:
+        self.held += data
+        if len(self.held) >= self.capacity:
+            self.producer.pauseProducing()
+
+    def drain(self) -> bytes:
+        data, self.held = self.held, b""
+        if self.producer is not None:
+            self.producer.resumeProducing()
+        return data
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def _streaming(
+    timeout: float = 10.0,
+) -> tuple[CGIServeChannel, _Transport, MemoryReactorClock]:
+    _early.clear()
+    channel, transport, clock = _timed(_Echo(10), timeout)
+    channel.requestFactory = _EarlyRequest
+    return channel, transport, clock
+
+
+def _post(path: bytes, length: int, extra: bytes = b"") -> bytes:
+    return b"POST %s HTTP/1.1\r\nHost: a\r\nContent-Length: %d\r\n%s\r\n" % (
+        path,
+        length,
+        extra,
+    )
+
+
+def test_startedAtTheEndOfTheHead() -> None:
+    """
+    A request whose body is streamed is processed before its body arrives;
+    the body goes to its consumer as it comes, and once it is complete and
+    answered the connection takes up the next request.
+    """
+    channel, transport, _ = _streaming()
+    channel.dataReceived(_post(b"/stream", 10) + b"abc")
+    [request] = _early
+    pipe = _Pipe(1000)
+    assert request.stream is not None
+    request.stream.attach(pipe, pipe.close)
+    assert pipe.held == b"abc"
+    channel.dataReceived(b"defghij" + _get(b"/next"))
+    assert pipe.held == b"abcdefghij"
+    assert pipe.closed
+    assert request.completed
+    assert b"/next" not in transport.value()
+    request.write(b"done")
+    request.finish()
+    assert _statuses(transport.value()) == [200, 200]
+    assert transport.value().endswith(b"/next".ljust(10, b"."))
+
+
+def test_otherRequestsKeptWhole() -> None:
+    """
+    Requests the request does not start early, and chunked bodies (their
+    length unknown), are processed once their body is complete, as always.
+    """
+    channel, transport, _ = _streaming()
+    channel.dataReceived(_post(b"/other", 3) + b"ab")
+    assert _early == []
+    assert transport.value() == b""
+    channel.dataReceived(b"c")
+    assert _statuses(transport.value()) == [200]
+    chunked = b"Transfer-Encoding: chunked\r\n"
+    channel.dataReceived(
+        b"POST /stream HTTP/1.1\r\nHost: a\r\n%s\r\n3\r\nabc\r\n" % (chunked,)
+    )
+    assert _early == []
+    channel.dataReceived(b"0\r\n\r\n")
+    assert _statuses(transport.value()) == [200, 200]
+
+
+def test_fullConsumerPausesTheConnection() -> None:
+    """
+    Backpressure: while the consumer is full, the transport is not read and
+    the idle timeout does not run (the wait is the server's); the consumer
+    taking more reads the connection again, with the idle timeout back.
+    """
+    channel, transport, clock = _streaming(timeout=10)
+    channel.dataReceived(_post(b"/stream", 100))
+    [request] = _early
+    pipe = _Pipe(10)
+    assert request.stream is not None
+    request.stream.attach(pipe, pipe.close)
+    channel.dataReceived(b"x" * 10)
+    assert not transport.reading
+    clock.advance(100)
+    assert not transport.disconnecting
+    assert pipe.drain() == b"x" * 10
+    assert transport.reading
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting
+
+
+def test_stalledClientTimesOut() -> None:
+    """
+    A client that stops sending in the middle of a streamed body is cut by
+    the idle timeout, and the request learns its connection is gone.
+    """
+    channel, transport, clock = _streaming(timeout=10)
+    channel.dataReceived(_post(b"/stream", 100))
+    [request] = _early
+    pipe = _Pipe(1000)
+    assert request.stream is not None
+    request.stream.attach(pipe, pipe.close)
+    clock.advance(9)
+    channel.dataReceived(b"x" * 10)
+    clock.advance(9)
+    assert not transport.disconnecting
+    lost: list[Failure] = []
+    request.notifyFinish().addErrback(lost.append)
+    clock.advance(1)
+    assert transport.disconnecting
+    _connected.remove(channel)
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert len(lost) == 1
+    assert clock.getDelayedCalls() == []
+
+
+def test_answeredBeforeTheBody() -> None:
+    """
+    A response that ends before its body (a script answering without
+    reading it): the rest of the body is read and dropped, never parsed as
+    a request, and the connection then serves the next request.
+    """
+    channel, transport, _ = _streaming()
+    evil = _get(b"/evil")
+    channel.dataReceived(_post(b"/stream/refuse", len(evil)))
+    assert _statuses(transport.value()) == [404]
+    channel.dataReceived(evil[:5])
+    channel.dataReceived(evil[5:] + _get(b"/next"))
+    assert _statuses(transport.value()) == [404, 200]
+    assert b"/evil" not in transport.value()
+    assert b"/next" in transport.value()
+    assert not transport.disconnecting
+
+
+def test_lingerBounded() -> None:
+    """
+    A client still sending (or stalled) LINGER seconds after the response
+    ended before its body is disconnected; nothing more is parsed.
+    """
+    channel, transport, clock = _streaming(timeout=1000)
+    channel.dataReceived(_post(b"/stream/refuse", 1 << 20) + b"x" * 100)
+    assert _statuses(transport.value()) == [404]
+    clock.advance(LINGER - 0.1)
+    channel.dataReceived(b"x" * 100)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting
+    channel.dataReceived(_get(b"/more"))
+    assert _statuses(transport.value()) == [404]
+
+
+def test_lostWhileLingering() -> None:
+    """
+    The connection lost while the rest of a body is discarded leaves no
+    timer behind.
+    """
+    channel, _, clock = _streaming()
+    channel.dataReceived(_post(b"/stream/refuse", 1000))
+    assert len(clock.getDelayedCalls()) == 2
+    _connected.remove(channel)
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_consumerGoneReadsOn() -> None:
+    """
+    A consumer that goes away (a script closing its input) while the
+    connection is paused lets the connection read, and drop, the rest.
+    """
+    channel, transport, _ = _streaming()
+    channel.dataReceived(_post(b"/stream", 30))
+    [request] = _early
+    pipe = _Pipe(10)
+    assert request.stream is not None
+    request.stream.attach(pipe, pipe.close)
+    channel.dataReceived(b"x" * 10)
+    assert not transport.reading
+    pipe.producer.stopProducing()
+    assert transport.reading
+    channel.dataReceived(b"y" * 20)
+    assert request.completed
+    assert pipe.held == b"x" * 10

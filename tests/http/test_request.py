@@ -29,6 +29,7 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from twisted_cgiserve._http.bodystream import BodyStream
 from twisted_cgiserve._http.connection import HTTPConnection
 from twisted_cgiserve._http.request import CGIServeRequest, receivedRequestLine
 from twisted_cgiserve._http.site import CGIServeSite
@@ -676,3 +677,139 @@ def test_earlyGatePassesHTTP2() -> None:
     assert any(
         isinstance(e, h2.events.InformationalResponseReceived) for e in client.events()
     )
+
+
+# Bodies streamed to scripts
+
+
+class _Scripts(Resource):
+    """
+    A root that streams the bodies of requests below C{/cgi/} (as the
+    router does for CGI scripts), holding each such request open.
+    """
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rendered: list[Any] = []
+
+    def streamsBody(self, request: Any) -> bool:
+        path: bytes = request.path
+        return path.startswith(b"/cgi/")
+
+    def render(self, request: Any) -> int:
+        self.rendered.append(request)
+        return NOT_DONE_YET
+
+
+def _streamed(head: bytes = b"") -> tuple[_Scripts, _Served, Any, _Transport]:
+    scripts = _Scripts()
+    served = _serve(scripts)
+    connection, transport = served.connect()
+    connection.dataReceived(
+        b"POST /cgi/x?a=1&b HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n%s\r\n"
+        b"12345" % (head,)
+    )
+    return scripts, served, connection, transport
+
+
+def test_streamedBodyStartsAtTheHead() -> None:
+    """
+    A request whose root streams its body is rendered at the end of its
+    head, with its method, target and query known, its length announced by
+    its content; it is rendered once, its body's end changing nothing.
+    """
+    scripts, served, connection, _ = _streamed()
+    [request] = scripts.rendered
+    assert request.method == b"POST"
+    assert request.uri == b"/cgi/x?a=1&b"
+    assert request.path == b"/cgi/x"
+    assert request.args == {b"a": [b"1"], b"b": [b""]}
+    assert request.clientRequestLine == b"POST /cgi/x?a=1&b HTTP/1.1"
+    assert isinstance(request.content, BodyStream)
+    assert request.content.seek(0, os.SEEK_END) == 10
+    assert request.content.received == 5
+    assert request.bodyPending
+    assert served.site.inFlight == {request}
+    connection.dataReceived(b"67890")
+    assert not request.bodyPending
+    assert scripts.rendered == [request]
+
+
+def test_otherBodiesKept() -> None:
+    """
+    A request its root does not stream (another path; a root that cannot
+    tell) is rendered once its whole body is kept.
+    """
+    scripts = _Scripts()
+    served = _serve(scripts)
+    connection, _ = served.connect()
+    connection.dataReceived(
+        b"POST /static HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab"
+    )
+    assert scripts.rendered == []
+    connection.dataReceived(b"c")
+    [request] = scripts.rendered
+    assert not isinstance(request.content, BodyStream)
+    assert request.content.read() == b"abc"
+    assert not request.bodyPending
+    served = _serve()
+    connection, transport = served.connect()
+    connection.dataReceived(
+        b"POST /cgi/x HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nab"
+    )
+    assert transport.value() == b""
+
+
+def test_streamedBodyDiscardedWhenAnswered() -> None:
+    """
+    A response that ends before its body: the rest of the body is
+    discarded as it arrives.
+    """
+    scripts, served, connection, transport = _streamed()
+    [request] = scripts.rendered
+    stream = request.content
+    request.write(b"early")
+    request.finish()
+    assert stream.discarding
+    assert served.site.inFlight == set()
+    connection.dataReceived(b"67890" + b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+    assert transport.value().count(b"HTTP/1.1 200 OK") == 1
+    assert len(scripts.rendered) == 2
+
+
+def test_streamedBodyDiscardedWhenClientGone() -> None:
+    """
+    A client gone in the middle of a streamed body: the body is given up.
+    """
+    scripts, served, connection, _ = _streamed()
+    [request] = scripts.rendered
+    stream = request.content
+    connection.connectionLost(Failure(ConnectionDone()))
+    assert stream.discarding
+    assert served.site.inFlight == set()
+
+
+def test_streamedBodyAfterContinue() -> None:
+    """
+    C{Expect: 100-continue} is answered before the request is started.
+    """
+    scripts, _, _, transport = _streamed(b"Expect: 100-continue\r\n")
+    assert transport.value() == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert len(scripts.rendered) == 1
+
+
+def test_notStreamedOverHTTP2() -> None:
+    """
+    Only the HTTP/1.x channel starts requests early; elsewhere (an HTTP/2
+    stream, another channel) the body is kept as before.
+    """
+    scripts = _Scripts()
+    served = _serve(scripts)
+    channel = HTTPChannel()
+    channel.site = served.site  # type: ignore[attr-defined]
+    channel.makeConnection(StringTransport())
+    request = CGIServeRequest(channel, parsePOSTFormSubmission=False)
+    assert not request.startEarly(b"POST", b"/cgi/x", b"HTTP/1.1")
+    channel.connectionLost(Failure(ConnectionDone()))

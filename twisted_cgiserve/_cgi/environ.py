@@ -58,7 +58,8 @@ _ALWAYS = ("HTTP_ACCEPT", "HTTP_USER_AGENT", "HTTP_COOKIE", "HTTP_REFERER")
 # What --cgi-inherit-env never hands on. The service manager's messages to
 # the server alone: a script with NOTIFY_SOCKET could report the service
 # ready or stopping, one with LISTEN_* take its sockets, one with
-# CREDENTIALS_DIRECTORY read its keys.
+# CREDENTIALS_DIRECTORY read its keys; CGISERVE_* is what --workers tells
+# its workers (their sockets, the CGI spawner's address).
 _SERVER_ONLY = frozenset(
     {
         "NOTIFY_SOCKET",
@@ -72,7 +73,7 @@ _SERVER_ONLY = frozenset(
         "MEMORY_PRESSURE_WRITE",
     }
 )
-_SERVER_ONLY_PREFIXES = ("LISTEN_", "WATCHDOG_")
+_SERVER_ONLY_PREFIXES = ("LISTEN_", "WATCHDOG_", "CGISERVE_")
 # Names a request sets, or whose absence means something (RFC 3875
 # section 4.1, and what this server and others add): inherited, a value
 # would pose as the request's whenever the request has none (no
@@ -223,6 +224,9 @@ def _address(host: str) -> str:
     A peer or local address as scripts expect it: IPv4-mapped IPv6
     addresses (what a dual-stack socket reports) as plain IPv4.
     """
+    if ":" not in host:
+        # IPv4 (never mapped) or a name: parsing it would only cost time.
+        return host
     try:
         address = ipaddress.ip_address(host)
     except ValueError:

@@ -40,6 +40,11 @@ MAX_CONTENT_LENGTH_DIGITS = 18
 # from 600 are not HTTP.
 _STATUS = re.compile(rb"([2-5][0-9]{2})(?:[ \t]+(.*))?")
 
+# What a header value may not hold: control characters other than the tab
+# (CR, LF and NUL among them) and DEL. One search in C, not a pass per byte
+# in Python (a 4 KiB cookie is 4,096 steps).
+_FORBIDDEN_IN_VALUE = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+
 # Headers the server sets itself.
 _SERVER_OWNED = frozenset({b"date", b"server"})
 
@@ -180,11 +185,7 @@ def parseHead(block: bytes) -> CGIHead:
             head.dropped.append(line)
             continue
         value = value.strip(b" \t")
-        if (
-            any(c in value for c in (b"\r", b"\x00"))
-            or any(b < 0x20 and b != 0x09 for b in value)
-            or b"\x7f" in value
-        ):
+        if _FORBIDDEN_IN_VALUE.search(value) is not None:
             head.dropped.append(line)
             continue
         lowered = name.lower()

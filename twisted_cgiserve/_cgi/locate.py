@@ -32,7 +32,7 @@ import os
 import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 
 from twisted_cgiserve._cgi.privileges import readableBy, runnableBy
 from twisted_cgiserve._http.paths import (
@@ -83,7 +83,7 @@ class ScriptLocation:
     filename: str
     interpreter: str | None = None
 
-    @property
+    @cached_property
     def nph(self) -> bool:
         """
         Whether the script is a non-parsed-header script (RFC 3875 section
@@ -283,11 +283,16 @@ def locateScript(
         claim = _directoryClaim(claim)
     segments = resolved.segments
     index = claim.start
-    while (
-        claim.nested
-        and index < len(segments)
-        and os.path.isdir(os.path.join(root, *segments[: index + 1]))
-    ):
+    # One stat per segment walked, the last one kept for the script itself.
+    found: os.stat_result | None = None
+    while index < len(segments):
+        try:
+            found = os.stat(os.path.join(root, *segments[: index + 1]))
+        except (OSError, ValueError):
+            found = None
+            break
+        if not (claim.nested and stat.S_ISDIR(found.st_mode)):
+            break
         index += 1
     scriptSegments = segments[: index + 1]
     scriptName = "/" + "/".join(scriptSegments)
@@ -303,10 +308,9 @@ def locateScript(
         pathInfo += "/"
     elif not rest and resolved.trailingSlash:
         pathInfo = "/"
-    try:
-        st = os.stat(filename)
-    except (OSError, ValueError):
-        raise CGIRefusal(404, f"No such CGI script ({scriptName!r})") from None
+    st = found
+    if st is None:
+        raise CGIRefusal(404, f"No such CGI script ({scriptName!r})")
     if not stat.S_ISREG(st.st_mode):
         raise CGIRefusal(403, f"CGI script is not a plain file ({scriptName!r})")
     interpreter = _interpreterFor(filename, claim.interpreters)

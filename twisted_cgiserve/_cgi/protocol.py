@@ -3,10 +3,13 @@
 Running one request through a CGI script: the request body into its
 standard input, its output parsed and streamed to the client.
 
-Both directions have flow control: the body is fed from Twisted's spooled
-request content only as fast as the script reads it, and when the client is
-slow the script's output pipe is no longer read, so the script blocks in
-C{write} and the server's memory stays bounded however much it writes.
+Both directions have flow control: the body is fed to the script only as
+fast as it reads it (from the spooled request content, or, for a body
+streamed as it arrives, from the client's connection, which is no longer
+read while the script's pipe is full: see L{BodyStream}), and when the
+client is slow the script's output pipe is no longer read, so the script
+blocks in C{write} and the server's memory stays bounded however much it
+writes.
 
 The response ends at the end of the script's standard output, as with
 Apache and lighttpd, whether or not the script has exited: a script may
@@ -31,6 +34,7 @@ output strategy says what failed, the run adds how the script ended.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from enum import Enum
 from typing import IO, Any, cast
@@ -38,7 +42,7 @@ from typing import IO, Any, cast
 from zope.interface import implementer
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IProcessTransport
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.protocols.basic import FileSender
@@ -61,6 +65,7 @@ from twisted_cgiserve._cgi.output import (
 )
 from twisted_cgiserve._cgi.process import IScriptTransport
 from twisted_cgiserve._cgi.stderr import LineSplitter, StderrTail
+from twisted_cgiserve._http.bodystream import BodyStream
 
 __all__ = ["KILL_GRACE", "RunState", "ScriptRun"]
 
@@ -166,7 +171,7 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         # here are not part of IRequest.
         self.request: Any = cast(Any, request)
         self.scriptName = scriptName
-        self.pid: int | None = None
+        self._pid: int | None = None
         self.state = RunState.RUNNING
         self.ended: Deferred[None] = Deferred()
         self._reactor = reactor
@@ -188,6 +193,7 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         self._stderrTail = None if self._debug is None else StderrTail()
         self._timedOut = False
         self._sender: FileSender | None = None
+        self._stream: BodyStream | None = None
         # What the transport has reported: the end of the script's output,
         # and how the script exited.
         self._outputEnded = False
@@ -196,21 +202,58 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
 
     # Starting up
 
-    def makeConnection(self, transport: IProcessTransport) -> None:
-        # Kept for log lines once the transport has reaped the script.
-        self.pid = transport.pid
-        super().makeConnection(transport)
+    @property
+    def pid(self) -> int | None:
+        """
+        The script's process ID, once it has started: kept for log lines
+        once the transport has reaped the script (a script the spawner
+        starts has none until it answers).
+        """
+        pid: int | None = getattr(self.transport, "pid", None)
+        if pid is not None:
+            self._pid = pid
+        return self._pid
+
+    def notStarted(self) -> bool:
+        """
+        The transport could not start the script after all (the spawner's
+        late answer): stop feeding it, stop the timer, drop whatever comes
+        from its pipes, and say nothing to the client, whose answer is the
+        gateway's. The transport then reports the end.
+
+        @return: Whether the client still waits for an answer (it neither
+            went away nor was answered by a timeout).
+        """
+        answering = self.state in _ANSWERING and not self._timedOut
+        if self._sender is not None:
+            self._sender.stopProducing()
+        if self._stream is not None:
+            self._stream.discard()
+        if self.state is not RunState.ENDED:
+            self._become(RunState.ENDING)
+        return answering
 
     def connectionMade(self) -> None:
         """
         Start the inactivity timeout, and feed the request body to the
         script's standard input.
         """
-        content = cast(IO[bytes] | None, getattr(self.request, "content", None))
+        content = cast("IO[bytes] | None", getattr(self.request, "content", None))
         transport = self.transport
         assert transport is not None
         self.setTimeout(self._timeout)
         if content is None or self.request.method == b"HEAD":
+            transport.closeStdin()
+            return
+        if isinstance(content, BodyStream):
+            # The body is still arriving: the script reads it as it does.
+            self._stream = content
+            content.attach(
+                _ActivityConsumer(transport, self._activity), transport.closeStdin
+            )
+            return
+        if not content.seek(0, os.SEEK_END):
+            # No body (most requests): nothing to send, no sender to set up.
             transport.closeStdin()
             return
         content.seek(0)
@@ -427,6 +470,8 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         """
         if self._sender is not None:
             self._sender.stopProducing()
+        if self._stream is not None:
+            self._stream.discard()
         self._endScript()
 
     # IPushProducer, for the response: pause reading the script when the

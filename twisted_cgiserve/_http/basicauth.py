@@ -54,6 +54,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import NOT_DONE_YET
 
+from twisted_cgiserve._http.bodystream import StreamsBodies
 from twisted_cgiserve._http.credentials import CheckerBusy
 from twisted_cgiserve._http.errors import sendError
 from twisted_cgiserve._http.paths import (
@@ -279,6 +280,17 @@ class BasicAuthResource(Resource):
         if knownBad is not None and knownBad(credentials):
             return self._challenge
         return None
+
+    def streamsBody(self, request: IRequest) -> bool:
+        """
+        Whether the wrapped tree streams C{request}'s body to a script as it
+        arrives (see L{StreamsBodies}): a gate in front of it must not turn
+        every upload back into a spooled one. The credentials are still
+        checked before the script starts.
+        """
+        return isinstance(self._wrapped, StreamsBodies) and self._wrapped.streamsBody(
+            request
+        )
 
     def render(self, request: IRequest) -> int | bytes:
         resolved = _resolveTarget(_pathBelow(request))

@@ -18,6 +18,15 @@ unsent response (Twisted's C{FileDescriptor.bufferSize}, 64 KiB, past which
 the transport pauses its producer, this channel); it is taken up when the
 transport has drained and resumes the channel.
 
+A request whose body goes to a CGI script as it arrives is processed at the
+end of its head (the request decides: C{startEarly}), while Twisted's
+transfer decoder goes on handing it the body. Twisted would parse whatever
+follows a finished response as the next request, so a response that ends
+before its body holds the channel's C{requestDone} back until the body has
+been read to its end (and dropped), for L{LINGER} seconds at most; after
+that the connection is closed. The body's consumer being full pauses the
+transport (L{CGIServeChannel.pauseBody}), and the idle timeout with it.
+
 This module is the one place that touches the private parts of Twisted's
 HTTP/1.x channel, read directly (never with a default) so that a change
 fails loudly; each has a canary in C{tests/http/test_channel.py}:
@@ -44,7 +53,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from time import monotonic
-from typing import Protocol, runtime_checkable
+from typing import Protocol, cast, runtime_checkable
 
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.protocol import connectionDone
@@ -56,6 +65,7 @@ from twisted_cgiserve._http.errors import errorPage
 from twisted_cgiserve._http.host import isValidHost
 
 __all__ = [
+    "LINGER",
     "MAX_CONTENT_LENGTH_DIGITS",
     "CGIServeChannel",
     "rawErrorResponse",
@@ -67,6 +77,21 @@ __all__ = [
 # nginx does, before Python is asked to convert it (it refuses past 4300).
 MAX_CONTENT_LENGTH_DIGITS = 18
 _LONGEST_LENGTH_LINE = len(b"Content-Length: ") + MAX_CONTENT_LENGTH_DIGITS
+
+# Seconds the rest of a streamed body is read and discarded once its response
+# has ended before it (a script that answered without reading it all), before
+# the connection is closed instead (nginx's lingering_time is 30).
+LINGER = 5.0
+
+
+@runtime_checkable
+class _StartsEarly(Protocol):
+    """
+    A request that can be processed as soon as its head is complete, its
+    body handed on as it arrives (this server's own).
+    """
+
+    def startEarly(self, command: bytes, path: bytes, version: bytes) -> bool: ...
 
 
 @runtime_checkable
@@ -136,6 +161,18 @@ class CGIServeChannel(HTTPChannel):
     _authGate: EarlyGate | None = None
     # Set by Site.buildProtocol before the connection is made.
     site: object = None
+    # The request being processed while its body still arrives (streamed to
+    # its script), until the body is complete.
+    _streamed: Request | None = None
+    # That request, once its response is over: its body is read and
+    # discarded (for LINGER seconds at most) before the connection takes
+    # up a next request.
+    _lingering: Request | None = None
+    _lingerCall: IDelayedCall | None = None
+    # The idle timeout, while a streamed body is not read (its script is
+    # slow): the wait is the server's.
+    _bodyPausedTimeOut: float | None = None
+    _bodyPaused = False
 
     def getHost(self) -> object:
         """
@@ -189,12 +226,20 @@ class CGIServeChannel(HTTPChannel):
             super().rawDataReceived(data)
 
     def allContentReceived(self) -> None:
-        if not self._refused:
-            self._idleSuspending = True
-            try:
-                super().allContentReceived()
-            finally:
-                self._idleSuspending = False
+        if self._refused:
+            return
+        self._streamed = None
+        self._idleSuspending = True
+        try:
+            super().allContentReceived()
+        finally:
+            self._idleSuspending = False
+        lingering = self._lingering
+        if lingering is not None:
+            # The response ended before its body: now that the body has been
+            # read to its end, the connection goes on with the next request.
+            self._stopLingering()
+            super().requestDone(lingering)
 
     # The idle timer. Twisted's HTTPChannel turns it off for each request
     # (setTimeout(None), in allContentReceived) and on again when the request
@@ -276,6 +321,64 @@ class CGIServeChannel(HTTPChannel):
                 self.refuse(401, [(b"WWW-Authenticate", challenge)])
                 return
         super().allHeadersReceived()
+        request = self.requests[-1] if self.requests else None
+        if self.length and not self._refused and isinstance(request, _StartsEarly):
+            # Set first: the response may be over before startEarly returns
+            # (a refusal), its body still to come (see requestDone).
+            self._streamed = cast(Request, request)
+            if not request.startEarly(self._command, self._path, self._version):
+                self._streamed = None
+
+    # A streamed body (see twisted_cgiserve._http.bodystream)
+
+    def pauseBody(self) -> None:
+        """
+        The streamed body's consumer is full: stop reading the connection,
+        and the idle timeout with it (the wait is the server's; the script's
+        own timeout bounds it). Asked again, the connection is paused again:
+        something else may have resumed it.
+        """
+        producer = IPushProducer(self.transport, None)
+        if producer is not None:
+            producer.pauseProducing()
+        if not self._bodyPaused:
+            self._bodyPaused = True
+            self._bodyPausedTimeOut = self.setTimeout(None)
+
+    def resumeBody(self) -> None:
+        """
+        The streamed body's consumer takes more: read on.
+        """
+        if not self._bodyPaused:
+            return
+        self._bodyPaused = False
+        if self.transport is None or self._refused:
+            return
+        self.setTimeout(self._bodyPausedTimeOut)
+        if not self._readingStopped:
+            producer = IPushProducer(self.transport, None)
+            if producer is not None:
+                producer.resumeProducing()
+
+    def _lingerExpired(self) -> None:
+        """
+        The client kept sending the body of a request answered long ago:
+        close the connection instead of reading on.
+        """
+        self._lingerCall = None
+        request = self._lingering
+        self._stopLingering()
+        if request is not None:
+            self.persistent = False
+            # Nothing more is parsed: the rest of the body is not a request.
+            self._refused = True
+            super().requestDone(request)
+
+    def _stopLingering(self) -> None:
+        self._lingering = None
+        call, self._lingerCall = self._lingerCall, None
+        if call is not None and call.active():
+            call.cancel()
 
     def _hostAcceptable(self, request: Request) -> bool:
         """
@@ -339,6 +442,14 @@ class CGIServeChannel(HTTPChannel):
         socket unread, instead of being answered into the transport's
         buffer.
         """
+        if request is self._streamed:
+            # Its body is still arriving: it is read to its end (and
+            # discarded, see CGIServeRequest.finish) before anything that
+            # follows is parsed as a request, for LINGER seconds at most.
+            self._streamed = None
+            self._lingering = request
+            self._lingerCall = self.callLater(LINGER, self._lingerExpired)
+            return
         if self._sendBlocked and self.persistent:
             self.paused = True
             self._stopReading()
@@ -362,6 +473,8 @@ class CGIServeChannel(HTTPChannel):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.headerStarted = None
         self._idleSuspending = False
+        self._streamed = None
+        self._stopLingering()
         super().connectionLost(reason)
 
     # Refusals

@@ -10,6 +10,13 @@ out, which covers every response (including C{OPTIONS *} and Twisted's own
 error pages) and touches nothing when our resources are embedded in someone
 else's site.
 
+Over HTTP/1.x, a request with an announced body that the site's root
+streams (one for a CGI script) is processed as soon as its head is
+complete (L{CGIServeRequest.startEarly}), its content a
+L{BodyStream<twisted_cgiserve._http.bodystream.BodyStream>} that hands the
+body on as it arrives; every other request (HTTP/2, chunked bodies, static
+files) is processed once its whole body is kept, as Twisted does.
+
 The request line is read off the connection once the request's head has
 arrived: Twisted hands the method and target to the request only once the
 whole body has arrived, and a refusal while the body is still arriving must
@@ -23,12 +30,14 @@ from __future__ import annotations
 
 from io import BytesIO
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import parse_qs
 from urllib.parse import unquote_to_bytes as unquote
 
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel
 from twisted.web.server import Request
 
+from twisted_cgiserve._http.bodystream import BodyStream, StreamsBodies
 from twisted_cgiserve._http.channel import CGIServeChannel
 from twisted_cgiserve._http.channel import receivedRequestLine as channelRequestLine
 from twisted_cgiserve._http.errors import sendError
@@ -77,6 +86,8 @@ class CGIServeRequest(Request):
     _bodyRefused = False
     # The status that refusal gets: 413, or 507 when the disk was full.
     _refusalCode = 413
+    # The body, when it goes to its script as it arrives (startEarly).
+    _stream: BodyStream | None = None
 
     def _channelSite(self) -> CGIServeSite:
         """
@@ -161,9 +172,16 @@ class CGIServeRequest(Request):
 
     def finish(self) -> None:
         super().finish()
+        if self._stream is not None:
+            # A response that ends before the body (a script that answered
+            # without reading it all, a local redirect, a refusal): the
+            # rest is discarded as it arrives (see CGIServeChannel).
+            self._stream.discard()
         self._untrack()
 
     def connectionLost(self, reason: Failure) -> None:
+        if self._stream is not None:
+            self._stream.discard()
         super().connectionLost(reason)
         self._untrack()
 
@@ -215,6 +233,52 @@ class CGIServeRequest(Request):
         if isStream(channel) and length is not None and limit and length > limit:
             self._refuseBody()
 
+    def startEarly(self, command: bytes, path: bytes, version: bytes) -> bool:
+        """
+        The head of an HTTP/1.x request with an announced body is complete:
+        when the site's root streams its body (it goes to a CGI script, see
+        L{StreamsBodies}), process the request now, with a L{BodyStream} as
+        its content, instead of once the whole body has arrived.
+
+        @return: Whether the request was started; if not, its body is kept
+            and it is processed when complete, as any other.
+        """
+        channel = self.channel
+        resource = self._channelSite().resource
+        if not isinstance(channel, CGIServeChannel):
+            return False
+        length: int | None = channel.length
+        if not length or not isinstance(resource, StreamsBodies):
+            return False
+        # What Twisted's requestReceived sets, from what the head says (a
+        # form body is never parsed into args here: see CGIServeSite).
+        self.method, self.uri, self.clientproto = command, path, version
+        self.path, _, query = path.partition(b"?")
+        self.args = parse_qs(query, keep_blank_values=True) if query else {}
+        if not resource.streamsBody(self):
+            return False
+        spooled, self.content = self.content, BodyStream(length, channel)
+        if spooled is not None:
+            spooled.close()
+        self._stream = self.content
+        self.process()
+        return True
+
+    def requestReceived(self, command: bytes, path: bytes, version: bytes) -> None:
+        """
+        The whole body has arrived: a request started early (L{startEarly})
+        is already being processed.
+        """
+        if self._stream is None:
+            super().requestReceived(command, path, version)
+
+    @property
+    def bodyPending(self) -> bool:
+        """
+        Whether the body of a request started early is still arriving.
+        """
+        return self._stream is not None and not self._stream.complete
+
     def handleContentChunk(self, data: bytes) -> None:
         """
         Keep a body chunk, unless the body has grown past the site's limit
@@ -222,6 +286,9 @@ class CGIServeRequest(Request):
         with 413 and the rest of the connection ignored. A body the disk
         cannot hold is refused the same way, with 507.
         """
+        if self._stream is not None:
+            self._stream.feed(data)
+            return
         if self._bodyRefused:
             return
         self._bodyReceived += len(data)
