@@ -52,6 +52,9 @@ HOST = "127.0.0.1"  # Never anything else: these servers serve a temp dir.
 REPO = Path(__file__).resolve().parent.parent
 BINDIR = Path(sys.executable).parent
 OURS = "cgiserve"
+# The same server with two worker processes (issue 12): a column of its own,
+# given every scenario's cgiserve options, never a ratio baseline.
+WORKERS2 = "cgiserve --workers 2"
 # Ratio columns, the reference CGI host first; servers not named here come after.
 RATIO_ORDER = ("lighttpd", "http.server", "twisted.web")
 # The unprivileged user that the "unprivileged server" scenario starts servers
@@ -98,7 +101,8 @@ class Scenario:
     # files named *.cgi).
     paths: Mapping[str, str] = field(default_factory=dict)
     runner: Runner = "load"
-    # Reported, never enforced: cgiserve / server at least this ratio...
+    # Reported, never enforced: cgiserve / server at least this ratio (a key
+    # "A / B" compares two other columns, say cgiserve --workers 2 / lighttpd)...
     targets: Mapping[str, float] = field(default_factory=dict)
     # ...and cgiserve's peak RSS growth (echo runner) under this many MiB.
     rss_target_mib: float | None = None
@@ -289,7 +293,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         "req/s",
         setup=make_file("1k.bin", 1024),
         validate=same_as_file("1k.bin"),
-        targets={"twisted.web": 1.5},
+        targets={"twisted.web": 1.5, f"{WORKERS2} / {OURS}": 1.7},
     ),
     Scenario(
         "10 MiB file",
@@ -339,7 +343,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="cgi",
         server_args={"http.server": ("--cgi",)},
         paths={"twisted.web": "/cgi-bin/hello.cgi"},
-        targets={"lighttpd": 0.75},
+        targets={"lighttpd": 0.75, f"{WORKERS2} / lighttpd": 1.0},
         available=as_root_available,
     ),
     # Every server started as nobody (setpriv), so nobody switches users.
@@ -436,6 +440,12 @@ class ServerSpec:
     close_delimited: frozenset[str] = frozenset()
     # Finds (or installs) the server's program: a reason when it cannot.
     prepare: Callable[[], str | None] | None = None
+    # Whose per-scenario options (Scenario.server_args) this one takes: a
+    # variant of a server runs with the same ones.
+    args_of: str | None = None
+
+    def args_for(self, scenario: Scenario) -> tuple[str, ...]:
+        return tuple(scenario.server_args.get(self.args_of or self.name, ()))
 
     def supports(self, scenario: Scenario) -> bool:
         return scenario.kind in self.kinds
@@ -649,6 +659,14 @@ SERVERS: tuple[ServerSpec, ...] = (
         frozenset({"static", "cgi"}),
         cgiserve_command,
         environment=checkout_environment,
+    ),
+    # Two worker processes on the same listening socket (--workers 2).
+    ServerSpec(
+        WORKERS2,
+        frozenset({"static", "cgi"}),
+        lambda launch: [*cgiserve_command(launch), "--workers", "2"],
+        environment=checkout_environment,
+        args_of=OURS,
     ),
     # The reference CGI host: one process, mod_cgi.
     ServerSpec(
@@ -1023,7 +1041,7 @@ def build_table(
 ) -> tuple[str, list[str]]:
     names = [s.name for s in servers]
     baselines = [n for n in RATIO_ORDER if n in names]
-    baselines += [n for n in names if n != OURS and n not in baselines]
+    baselines += [n for n in names if n not in (OURS, WORKERS2) and n not in baselines]
     ratio_cols = baselines if OURS in names else []
     specs = {s.name: s for s in servers}
     cgi = any(s.kind == "cgi" for s in scenarios)
@@ -1108,12 +1126,14 @@ def target_notes(
 ) -> list[str]:
     """The issue's targets, reported against what was measured."""
     notes = []
-    ours = cells.get((OURS, scenario.name))
-    for base, wanted in scenario.targets.items():
+    for key, wanted in scenario.targets.items():
+        who, _, base = key.rpartition(" / ")
+        who = who or OURS
+        ours = cells.get((who, scenario.name))
         other = cells.get((base, scenario.name))
-        if base not in specs or OURS not in specs:
+        if base not in specs or who not in specs:
             continue
-        what = f"{OURS} / {specs[base].title(cgi, short=True)} >= {wanted:g}x"
+        what = f"{who} / {specs[base].title(cgi, short=True)} >= {wanted:g}x"
         if (
             ours
             and other
@@ -1126,6 +1146,7 @@ def target_notes(
             notes.append(f"target, {scenario.name}: {what}: {ratio:.2f}x, {verdict}")
         else:
             notes.append(f"target, {scenario.name}: {what}: not measured")
+    ours = cells.get((OURS, scenario.name))
     if scenario.rss_target_mib is not None and OURS in specs:
         what = f"{OURS} RSS growth < {scenario.rss_target_mib:g} MiB"
         growth = ours.rss_growth_mib if ours else None
@@ -1258,7 +1279,7 @@ InstanceKey = tuple[str, tuple[str, ...], str | None]
 
 
 def instance_key(spec: ServerSpec, scenario: Scenario) -> InstanceKey:
-    return (spec.name, scenario.server_args.get(spec.name, ()), scenario.run_as)
+    return (spec.name, spec.args_for(scenario), scenario.run_as)
 
 
 def load_average() -> str:
@@ -1343,10 +1364,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if spec.supports(scenario):
                     key = instance_key(spec, scenario)
                     if key not in instances:
+                        name = "-".join(spec.name.replace("-", " ").split())
                         tag = (
-                            spec.name
+                            name
                             if key == (spec.name, (), None)
-                            else f"{spec.name}-{len(instances)}"
+                            else f"{name}-{len(instances)}"
                         )
                         instances[key] = Instance(spec, key[1], tag, key[2])
 

@@ -493,3 +493,21 @@ def test_rootMimeTypes(tmp_path: Path) -> None:
     )
     request = render(root, makeRequest(b"/a.md"))
     assert header(request, b"content-type") == b"text/x-markdown"
+
+
+def test_streamsBodiesOfScriptsOnly(root: Path) -> None:
+    """
+    Asked at the end of a request's head, the root streams the bodies of
+    requests its CGI half takes, and of no other (static paths, malformed
+    ones, everything with CGI off).
+    """
+    (root / "cgi-bin" / "s.sh").write_bytes(b"#!/bin/sh\n")
+    resource = makeRootResource(str(root))
+    streams = resource.streamsBody  # type: ignore[attr-defined]
+    assert streams(makeRequest(b"/cgi-bin/s.sh", method=b"POST"))
+    assert not streams(makeRequest(b"/a.txt", method=b"POST"))
+    assert not streams(makeRequest(b"/cgi-bin/%00", method=b"POST"))
+    off = makeRootResource(str(root), Settings(cgiEnabled=False))
+    assert not off.streamsBody(  # type: ignore[attr-defined]
+        makeRequest(b"/cgi-bin/s.sh", method=b"POST")
+    )

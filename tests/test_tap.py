@@ -15,6 +15,7 @@ from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 
 from tests.support.certs import makeCertificate
 from twisted_cgiserve import tap
+from twisted_cgiserve._cgi.spawnerclient import SpawnerService
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.listen import ListeningService
 from twisted_cgiserve._service.ports import parsePort
@@ -251,6 +252,23 @@ def test_makeService(tmp_path: Path) -> None:
     factories = {id(factory) for _p, factory, _b, _i in reactor.tcpServers}
     assert len(factories) == 1
     service.stopService()
+
+
+def test_cgiSpawnerService(tmp_path: Path) -> None:
+    """
+    With CGI on, the CGI spawner's service is the last child (started before
+    twistd drops privileges, let go after everything else) and the tree's
+    scripts are started through it; --no-cgi-spawner and --no-cgi leave it
+    out, and scripts are started by the server itself.
+    """
+    options = _parse("--directory", str(tmp_path), "--port", "tcp:8080")
+    service = makeService(options, reactor=MemoryReactor())
+    spawner = list(service)[-1]
+    assert isinstance(spawner, SpawnerService)
+    for words in (["--no-cgi-spawner"], ["--no-cgi"]):
+        options = _parse("--directory", str(tmp_path), "--port", "tcp:8080", *words)
+        service = makeService(options, reactor=MemoryReactor())
+        assert not any(isinstance(child, SpawnerService) for child in service)
 
 
 def test_dualStack(tmp_path: Path) -> None:

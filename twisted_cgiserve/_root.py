@@ -14,7 +14,7 @@ from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource, Resource
 
 from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings, inheritedEnvironment
-from twisted_cgiserve._cgi.gateway import ScriptGateway
+from twisted_cgiserve._cgi.gateway import ScriptGateway, SpawnScript
 from twisted_cgiserve._cgi.locate import ScriptRules
 from twisted_cgiserve._cgi.privileges import scriptUser
 from twisted_cgiserve._http.errors import sendError
@@ -27,7 +27,7 @@ from twisted_cgiserve._static.resource import (
     resourcePath,
 )
 
-__all__ = ["makeRootResource"]
+__all__ = ["buildRoot", "makeRootResource"]
 
 
 class _Root(Resource):
@@ -43,10 +43,14 @@ class _Root(Resource):
         settings: Settings,
         user: tuple[int, int] | None,
         reactor: Any = None,
+        spawn: SpawnScript | None = None,
     ) -> None:
         """
         @param user: The user and group scripts run as, already looked up
             (see L{scriptUser}).
+        @param spawn: What starts scripts: the server's CGI spawner, or
+            L{None} for the gateway's default, the process itself (as an
+            embedded tree does).
         """
         super().__init__()
         self._settings = settings
@@ -91,6 +95,7 @@ class _Root(Resource):
             timeout=settings.cgiTimeout,
             maxProcesses=settings.cgiMaxProcesses,
             debug=settings.cgiDebug,
+            **({} if spawn is None else {"spawn": spawn}),
         )
 
     def stopScripts(self) -> Deferred[object]:
@@ -98,6 +103,20 @@ class _Root(Resource):
         End every running CGI script; fires when all have ended.
         """
         return self._cgi.stopAll()
+
+    def streamsBody(self, request: IRequest) -> bool:
+        """
+        Whether C{request}'s body is streamed to its script as it arrives
+        (asked at the end of its head, see C{_http.bodystream}): the request
+        is the CGI half's, as L{render} will decide.
+        """
+        if not self._settings.cgiEnabled:
+            return False
+        try:
+            resolved = resolvePath(resourcePath(request))
+        except BadRequestPath:
+            return False
+        return self._rules.claim(self._directory, resolved) is not None
 
     def render(self, request: IRequest) -> int:
         """
@@ -156,4 +175,19 @@ def makeRootResource(
             user = scriptUser(settings.cgiUser)
         except KeyError:
             raise ValueError(f"no such user: {settings.cgiUser!r}") from None
-    return _Root(os.path.abspath(directory), settings, user, reactor)
+    return buildRoot(directory, settings, user, reactor)
+
+
+def buildRoot(
+    directory: str,
+    settings: Settings,
+    user: tuple[int, int] | None,
+    reactor: Any = None,
+    spawn: SpawnScript | None = None,
+) -> _Root:
+    """
+    The tree of L{makeRootResource}, with the checks already made, and
+    scripts started by C{spawn}: C{twistd cgiserve} hands in its CGI
+    spawner's.
+    """
+    return _Root(os.path.abspath(directory), settings, user, reactor, spawn)

@@ -22,17 +22,20 @@ from collections.abc import Sequence
 from typing import Any, NoReturn, cast
 
 from twisted.application.service import IService, MultiService
+from twisted.internet.protocol import Factory
 from twisted.python import usage
 
 from twisted import __version__ as twistedVersion
 from twisted_cgiserve._cgi.privileges import scriptUser
+from twisted_cgiserve._cgi.protocol import KILL_GRACE
+from twisted_cgiserve._cgi.spawnerclient import spawnerService
 from twisted_cgiserve._http.accesslog import AccessLog
 from twisted_cgiserve._http.basicauth import BasicAuthResource
 from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
 from twisted_cgiserve._http.htpasswd import HtpasswdError
 from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
 from twisted_cgiserve._http.site import CGIServeSite
-from twisted_cgiserve._root import makeRootResource
+from twisted_cgiserve._root import buildRoot
 from twisted_cgiserve._service.authentication import protect
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.endpoints import checkDescription, endpointFor
@@ -40,6 +43,7 @@ from twisted_cgiserve._service.listen import ListeningService
 from twisted_cgiserve._service.ports import ListenSpec, parsePort
 from twisted_cgiserve._service.reload import ReloadService
 from twisted_cgiserve._service.shutdown import ShutdownService
+from twisted_cgiserve._service.supervisor import Supervisor
 from twisted_cgiserve._service.systemd import ReadinessService
 from twisted_cgiserve._service.tls import (
     ReloadingServerCreator,
@@ -47,6 +51,13 @@ from twisted_cgiserve._service.tls import (
     TLSFiles,
 )
 from twisted_cgiserve._service.twistdoptions import chooseLogger
+from twisted_cgiserve._service.workers import (
+    WORKER_VARIABLES,
+    WorkerSetup,
+    parseWorkerCount,
+    watchParent,
+    workerArguments,
+)
 from twisted_cgiserve._settings import Settings
 from twisted_cgiserve._version import __version__
 
@@ -192,6 +203,12 @@ class Options(usage.Options):
     optFlags = [
         ["no-cgi", None, "Serve CGI directories as ordinary files: run no scripts."],
         [
+            "no-cgi-spawner",
+            None,
+            "Start each CGI script from the server process itself (with setpriv "
+            "for --cgi-user as root) instead of through the CGI spawner.",
+        ],
+        [
             "cgi-pass-auth",
             None,
             "Give scripts the Authorization header as HTTP_AUTHORIZATION (off by "
@@ -332,6 +349,13 @@ class Options(usage.Options):
             "On SIGTERM, seconds to let requests in progress finish before "
             "their scripts are ended.",
             _number(float, "shutdown-grace"),
+        ],
+        [
+            "workers",
+            None,
+            "1",
+            "Worker processes serving the same ports, under a parent that "
+            "serves nothing ('auto': one per CPU); 1: one process, no parent.",
         ],
     ]
 
@@ -487,6 +511,8 @@ class Options(usage.Options):
         if options is None:
             options = sys.argv[1:]
         options = _giveCGIDebugItsValue(options, self.longOpt, self.shortOpt)
+        # What --workers starts each worker with.
+        self.words = list(options)
         try:
             super().parseOptions(options)
         except usage.UsageError as e:
@@ -582,6 +608,10 @@ class Options(usage.Options):
             chooseLogger(self.parent)
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        try:
+            workers = parseWorkerCount(str(self["workers"]))
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
         self.config = ServerConfig(
             directory=self["directory"],
             settings=settings,
@@ -596,6 +626,7 @@ class Options(usage.Options):
             authFile=self["auth-file"],
             authRealm=self["auth-realm"],
             authPaths=tuple(self["auth-paths"]),
+            workers=workers,
         )
 
     def _tlsFiles(self) -> TLSFiles | None:
@@ -692,11 +723,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     # Errors name the command being run (python -m twisted_cgiserve too).
     command = options.commandName
     creators = _loadCertificates(config.listen, command)
+    # A worker of --workers listens on its parent's sockets.
+    try:
+        worker = WorkerSetup.fromEnviron()
+    except ValueError as e:
+        _configurationError(str(e), command)
     endpoints = []
-    for spec in config.listen:
+    for i, spec in enumerate(config.listen):
         tls = creators[spec.tls] if spec.tls is not None else None
         try:
-            endpoints.append(endpointFor(reactor, spec, tls))
+            adopt = None if worker is None else worker.listenFD(i, len(config.listen))
+            endpoints.append(endpointFor(reactor, spec, tls, adopt))
         except ValueError as e:
             _configurationError(str(e), command)
     try:
@@ -706,7 +743,28 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             f"{command}: cannot open --access-log {config.accessLog!r}: {e.strerror}\n"
         )
         raise SystemExit(1) from None
-    root = makeRootResource(config.directory, config.settings, reactor)
+    if worker is None and config.workers > 1:
+        # Checked above, as a single server would, and written by the
+        # workers.
+        accessLog.close()
+        return _supervise(options, endpoints, reactor)
+    spawner = None
+    if config.settings.cgiEnabled and not options["no-cgi-spawner"]:
+        spawner = spawnerService(
+            reactor,
+            user=scriptUser(config.settings.cgiUser),
+            maxProcesses=config.settings.cgiMaxProcesses,
+            grace=KILL_GRACE,
+            allowUids=_twistdUid(options),
+        )
+    # The directory and the user were checked with the options.
+    root = buildRoot(
+        config.directory,
+        config.settings,
+        scriptUser(config.settings.cgiUser) if config.settings.cgiEnabled else None,
+        reactor,
+        spawn=None if spawner is None else spawner.client.spawn,
+    )
     try:
         resource, checker = protect(root, config, reactor)
     except HtpasswdError as e:
@@ -738,4 +796,60 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         reactor, list(creators.values()), accessLog, readiness, checker=checker
     ).setServiceParent(parent)
     readiness.setServiceParent(parent)
+    if spawner is not None:
+        # Started before twistd drops privileges, as every child is; let go
+        # only after the reactor's shutdown, once the scripts are ended.
+        spawner.setServiceParent(parent)
+    if worker is not None:
+        for name in WORKER_VARIABLES:
+            os.environ.pop(name, None)
+        reactor.callWhenRunning(watchParent, reactor)
+    return parent
+
+
+def _twistdUid(options: Options) -> tuple[int, ...]:
+    """
+    The user twistd drops to (C{--uid}), who may then reach the CGI spawner.
+    """
+    uid = options.parent.get("uid") if options.parent is not None else None
+    return (uid,) if isinstance(uid, int) else ()
+
+
+def _supervise(options: Options, endpoints: Sequence[Any], reactor: Any) -> IService:
+    """
+    The parent of C{--workers N}: the ports, listened on now (before twistd
+    drops privileges) and never accepted on, and the supervisor that hands
+    them to the workers. Server-wide services (the CGI spawner) belong in
+    C{parent} before the supervisor, and what workers need to reach them
+    in the supervisor's C{environment}.
+    """
+    config: ServerConfig = options.config
+    parent = MultiService()
+    if config.settings.cgiEnabled and not options["no-cgi-spawner"]:
+        # One spawner for the whole server, so that --cgi-max-processes is
+        # the server's limit: started first (before twistd drops
+        # privileges, and before the workers, which inherit its address in
+        # CGISERVE_SPAWNER), stopped last.
+        spawnerService(
+            reactor,
+            user=scriptUser(config.settings.cgiUser),
+            maxProcesses=config.settings.cgiMaxProcesses,
+            grace=KILL_GRACE,
+            allowUids=_twistdUid(options),
+        ).setServiceParent(parent)
+    listening = []
+    for spec, endpoint in zip(config.listen, endpoints, strict=True):
+        service = ListeningService(
+            spec, endpoint, Factory(), reactor, commandName=options.commandName
+        )
+        service.setServiceParent(parent)
+        listening.append(service)
+    front = None if options.commandName == Options.commandName else options.commandName
+    Supervisor(
+        listening,
+        config.workers,
+        workerArguments(options.words, front),
+        reactor,
+        grace=config.shutdownGrace,
+    ).setServiceParent(parent)
     return parent

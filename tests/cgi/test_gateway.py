@@ -29,6 +29,7 @@ from tests.support.requests import body, header, makeRequest
 from twisted_cgiserve._cgi.environ import CGIEnvironmentSettings
 from twisted_cgiserve._cgi.gateway import ScriptGateway
 from twisted_cgiserve._cgi.locate import ScriptClaim
+from twisted_cgiserve._cgi.process import SpawnRefused
 from twisted_cgiserve._cgi.protocol import ScriptRun
 from twisted_cgiserve._cgi.redirect import ILocalRedirects
 from twisted_cgiserve._http.paths import resolvePath
@@ -43,6 +44,7 @@ class FakeProcess:
     pid = 4242
 
     def __init__(self) -> None:
+        self.started: Deferred[None] | None = None
         self.stdinClosed = False
         self.terminated: list[float] = []
         self.stdin = b""
@@ -114,9 +116,14 @@ class FakeSpawn:
     told.
     """
 
-    def __init__(self, error: OSError | None = None) -> None:
+    def __init__(self, error: Exception | None = None, late: bool = False) -> None:
+        """
+        @param late: Fail as the spawner does, after the script's transport
+            was returned (its C{started} fails when the test says).
+        """
         self.calls: list[Spawned] = []
         self.error = error
+        self.late = late
 
     def __call__(
         self,
@@ -129,14 +136,29 @@ class FakeSpawn:
         directory: str,
         user: tuple[int, int] | None,
     ) -> object:
-        if self.error is not None:
+        if self.error is not None and not self.late:
             raise self.error
         spawned = Spawned(
             reactor, protocol, executable, args, environment, directory, user
         )
         self.calls.append(spawned)
+        if self.late:
+            spawned.process.started = Deferred()
         protocol.makeConnection(spawned.process)  # type: ignore[arg-type]
         return spawned.process
+
+    def failLate(self) -> None:
+        """
+        The spawner's late answer: the script was not started; its
+        transport then reports the end (the pipes close, output that ends
+        is dropped).
+        """
+        assert self.error is not None
+        for spawned in self.calls:
+            assert spawned.process.started is not None
+            spawned.process.started.errback(Failure(self.error))
+            spawned.run.outConnectionLost()
+            spawned.end()
 
 
 def cgiRequest(
@@ -376,16 +398,91 @@ def test_nphNeedsHTTP1(root: Path, clientproto: bytes, started: bool) -> None:
         (OSError("no errno"), 502, b"Bad Gateway"),
     ],
 )
-def test_cannotStart(root: Path, error: OSError, code: int, message: bytes) -> None:
+@pytest.mark.parametrize("late", [False, True])
+def test_cannotStart(
+    root: Path, error: OSError, code: int, message: bytes, late: bool
+) -> None:
     """
     A script that cannot be started is a 403 when it may not be executed,
-    a 502 otherwise; nothing is tracked.
+    a 502 otherwise; nothing is tracked. When the spawner says so later
+    (C{late}), the client gets the same, once, and the run ends.
     """
-    cgi = gateway(root, FakeSpawn(error))
+    spawn = FakeSpawn(error, late)
+    cgi = gateway(root, spawn)
     request = cgiRequest(b"/cgi-bin/x.sh")
     serve(cgi, request)
+    if late:
+        assert not request.finished
+        spawn.failLate()
+        assert spawn.calls[0].run.ended.called
     assert (request.responseCode, request.responseMessage) == (code, message)
-    assert request.finished
+    assert request.finished == 1
+    assert cgi.running == set()
+
+
+@pytest.mark.usefixtures("notRoot")
+@pytest.mark.parametrize(
+    "error",
+    [SpawnRefused("too many scripts"), RuntimeError("a bug")],
+)
+def test_lateRefusal(root: Path, error: Exception) -> None:
+    """
+    The spawner's late refusal (the server-wide cap) is a 503 with
+    C{Retry-After}; anything else it could fail with is a 502.
+    """
+    spawn = FakeSpawn(error, late=True)
+    cgi = gateway(root, spawn)
+    request = cgiRequest(b"/cgi-bin/x.sh")
+    serve(cgi, request)
+    spawn.failLate()
+    if isinstance(error, SpawnRefused):
+        assert request.responseCode == 503
+        assert header(request, b"retry-after") == b"1"
+    else:
+        assert request.responseCode == 502
+    assert request.finished == 1
+    assert cgi.running == set()
+
+
+@pytest.mark.usefixtures("notRoot")
+def test_lateFailureAfterTheClientLeft(root: Path) -> None:
+    """
+    A client that went away while its script was being started gets
+    nothing when the spawner then fails it; the body stops being fed, the
+    run ends, nothing is left tracked.
+    """
+    spawn = FakeSpawn(OSError(errno.ENOENT, "No such file"), late=True)
+    cgi = gateway(root, spawn)
+    request = cgiRequest(b"/cgi-bin/x.sh")
+    serve(cgi, request)
+    [spawned] = spawn.calls
+    request.processingFailed(Failure(ConnectionError("gone")))
+    written = list(request.written)
+    assert spawned.process.terminated == [3.0]
+    spawn.failLate()
+    assert request.written == written
+    assert request.responseCode != 502
+    assert cgi.running == set()
+
+
+@pytest.mark.usefixtures("notRoot")
+def test_lateFailureAfterATimeout(root: Path) -> None:
+    """
+    A script the spawner was so slow to fail that the run timed out first:
+    the client got its 504, and nothing more.
+    """
+    clock = MemoryReactorClock()
+    spawn = FakeSpawn(OSError(errno.ENOENT, "No such file"), late=True)
+    cgi = gateway(root, spawn, reactor=clock)
+    request = cgiRequest(b"/cgi-bin/x.sh")
+    request.startedWriting = False  # type: ignore[attr-defined]
+    serve(cgi, request)
+    clock.advance(30)
+    assert request.responseCode == 504
+    assert request.finished == 1
+    spawn.failLate()
+    assert request.responseCode == 504
+    assert request.finished == 1
     assert cgi.running == set()
 
 
@@ -547,14 +644,20 @@ def test_debugContext(root: Path, debug: str | None, client: str, kept: bool) ->
 
 
 @pytest.mark.usefixtures("notRoot")
-def test_cannotStartDebugPage(root: Path) -> None:
+@pytest.mark.parametrize("late", [False, True])
+def test_cannotStartDebugPage(root: Path, late: bool) -> None:
     """
     Under --cgi-debug, a script that cannot be started gets the page, with
-    the reason, instead of the bare 502.
+    the reason, instead of the bare 502 (also when the spawner says so
+    later).
     """
-    cgi = debugGateway(root, FakeSpawn(OSError(errno.ENOENT, "No such file")), "all")
+    spawn = FakeSpawn(OSError(errno.ENOENT, "No such file"), late)
+    cgi = debugGateway(root, spawn, "all")
     request = cgiRequest(b"/cgi-bin/x.sh")
     serve(cgi, request)
+    if late:
+        spawn.failLate()
+    assert request.finished == 1
     assert request.responseCode == 502
     body = b"".join(request.written)
     assert b"could not be started: No such file." in body

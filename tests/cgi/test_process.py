@@ -14,6 +14,7 @@ import inspect
 import os
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
@@ -30,7 +31,7 @@ from twisted_cgiserve._cgi import groups as _groups
 from twisted_cgiserve._cgi import privileges
 from twisted_cgiserve._cgi import process as _cgiprocess
 from twisted_cgiserve._cgi.groups import Kernel, ProcessGroups
-from twisted_cgiserve._cgi.process import ScriptProcess
+from twisted_cgiserve._cgi.process import ScriptProcess, startScript
 
 # --------------------------------------------------------------------------
 # Fakes
@@ -948,3 +949,171 @@ def test_pipeReadErrors(pipe: tuple[int, int], monkeypatch: pytest.MonkeyPatch) 
 
     monkeypatch.setattr(_cgiprocess.os, "read", broken)
     assert reader.doRead() is main.CONNECTION_LOST
+
+
+# --------------------------------------------------------------------------
+# Given descriptors (the spawner's way)
+
+
+def test_realGivenStdio(
+    cleanup: list[int], monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """
+    With C{stdio}, the script is started in its
+    directory, a session leader of its own, on the descriptors given
+    (closed here once it runs); the transport holds no pipe, and reports
+    its exit and end once its group is gone, as always.
+    """
+    monkeypatch.chdir(tmp_path)
+    reactor = MemoryReactorClock()
+    proto = Recorder()
+    outRead, outWrite = os.pipe()
+    inRead, inWrite = os.pipe()
+    os.close(inWrite)
+    transport = ScriptProcess(
+        reactor,
+        proto,
+        "sh",
+        ["sh", "-c", 'echo "$A $(pwd) $(ps -o sid= -p $$)"; exit 4'],
+        environment={"A": "given", "PATH": "/usr/bin:/bin"},
+        directory="/usr",
+        groups=ProcessGroups(reactor),
+        stdio=(inRead, outWrite, outWrite),
+    )
+    pid = transport.pid
+    assert pid is not None
+    cleanup.append(pid)
+    assert transport.pipes == {}
+    with pytest.raises(OSError):
+        os.fstat(inRead)
+    data = b""
+    while chunk := os.read(outRead, 100):
+        data += chunk
+    os.close(outRead)
+    assert data.split() == [b"given", b"/usr", str(pid).encode()]
+    runUntil(transport, reactor, lambda: "ended" in proto.names())
+    assert proto.reason("exited").exitCode == 4
+    assert transport.killed is False
+
+
+def test_givenStdioErrors(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """
+    A directory or executable that does not exist is the L{OSError}
+    C{Popen} would raise; the given descriptors are closed anyway.
+    """
+    monkeypatch.chdir(tmp_path)
+    for executable, directory in (
+        ("/bin/true", "/nonexistent"),
+        ("/nonexistent", "/"),
+        ("no-such-command", "/"),
+    ):
+        fds = os.pipe()
+        extra = os.dup(fds[1])
+        with pytest.raises(FileNotFoundError):
+            ScriptProcess(
+                MemoryReactorClock(),
+                Recorder(),
+                executable,
+                [executable],
+                environment={"PATH": "/usr/bin:/bin"},
+                directory=directory,
+                stdio=(fds[0], fds[1], extra),
+            )
+        for fd in (*fds, extra):
+            with pytest.raises(OSError):
+                os.fstat(fd)
+
+
+def test_makePipesCleansUpOnFailure(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    When the third pipe cannot be made (out of descriptors), the first two
+    are closed and the error raised.
+    """
+    made: list[int] = []
+    real = os.pipe
+
+    def pipe() -> tuple[int, int]:
+        if len(made) == 4:
+            raise OSError(24, "Too many open files")
+        fds = real()
+        made.extend(fds)
+        return fds
+
+    monkeypatch.setattr(os, "pipe", pipe)
+    with pytest.raises(OSError):
+        _cgiprocess.makePipes()
+    for fd in made:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+
+
+def test_scriptPipesHooks() -> None:
+    """
+    The base of every script transport leaves its hooks to subclasses.
+    """
+    pipes = _cgiprocess.ScriptPipes(MemoryReactorClock(), Recorder(), None)
+    assert pipes.pipes == {}
+    with pytest.raises(NotImplementedError):
+        pipes._leaderExiting()
+    with pytest.raises(NotImplementedError):
+        pipes._maybeEnded()
+    pipes._lookAtLeader()
+    assert pipes.getPeer() is None and pipes.getHost() is None
+
+
+def test_signalNumber() -> None:
+    assert _cgiprocess.signalNumber("TERM") == signal.SIGTERM
+    assert _cgiprocess.signalNumber(9) == 9
+
+
+def test_realTakeOverAChildStartedInAThread(cleanup: list[int], tmp_path: Any) -> None:
+    """
+    A script started by L{startScript} in another thread (as the spawner's
+    launch threads do) and taken over with C{popen} after it has already
+    exited, leaving a child in its group, is still seen exiting (it was
+    left unreaped), anchors its group, and is reaped once it is ended.
+    """
+    devnull = os.open(os.devnull, os.O_RDWR)
+    stdio = (devnull, os.dup(devnull), os.dup(devnull))
+    started: list[Any] = []
+    thread = threading.Thread(
+        target=lambda: started.append(
+            startScript(
+                "/bin/sh",
+                ["sh", "-c", "sleep 30 & exit 5"],
+                environment={"PATH": "/usr/bin:/bin"},
+                directory=str(tmp_path),
+                stdio=stdio,
+            )
+        )
+    )
+    thread.start()
+    thread.join()
+    [popen] = started
+    cleanup.append(popen.pid)
+    for fd in stdio:
+        with pytest.raises(OSError):
+            os.fstat(fd)
+    # It has exited before anything watches it.
+    os.waitid(os.P_PID, popen.pid, os.WEXITED | os.WNOWAIT)
+    reactor = MemoryReactorClock()
+    proto = Recorder()
+    transport = ScriptProcess(
+        reactor,
+        proto,
+        "/bin/sh",
+        [],
+        environment={},
+        directory="/",
+        groups=ProcessGroups(reactor),
+        popen=popen,
+    )
+    assert proto.reason("exited").exitCode == 5
+    assert transport.pid == popen.pid
+    assert state(popen.pid) == "Z"
+    assert transport.pipes == {}
+    transport.terminate(0.1)
+    runUntil(transport, reactor, lambda: "ended" in proto.names())
+    assert transport.pid is None
+    with pytest.raises(ChildProcessError):
+        os.waitpid(popen.pid, os.WNOHANG)

@@ -33,7 +33,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.probes import RssSampler, childrenOf, openFiles, processState
+from tests.support.probes import RssSampler, openFiles, processState
 from tests.support.raw import Conn, fetch, request
 from tests.support.server import (
     ENTRY_POINTS,
@@ -44,6 +44,7 @@ from tests.support.server import (
     waitFor,
 )
 from tests.support.shell import NOBODY, sh, writeFile
+from tests.support.spawner import scriptProcessesOf
 
 pytestmark = pytest.mark.e2e
 
@@ -2031,8 +2032,8 @@ def test_noZombieChildren(server: Server) -> None:
         conn.send(request(server.port, "/cgi-bin/stream.sh"))
         conn.sock.recv(100)
     pid = server.process.pid
-    assert waitFor(lambda: not childrenOf(pid), 5), [
-        (c, processState(c)) for c in childrenOf(pid)
+    assert waitFor(lambda: not scriptProcessesOf(pid), 5), [
+        (c, processState(c)) for c in scriptProcessesOf(pid)
     ]
 
 

@@ -409,7 +409,7 @@ def test_silentScriptGetsGatewayTimeout(
         script, child = pidsFrom(pidFile)
         server = limits.server.process.pid
         assert waitFor(lambda: groupGone(script, server), 5), groupMembers(script)
-        assert processState(script) is None
+        assert waitFor(lambda: processState(script) is None, 5)
         assert processState(child) in (None, "Z")
         assert limits.server.logLines(
             "hang.sh", str(script), "timed out", timeout=3.0
@@ -583,7 +583,7 @@ def test_disconnectEndsScriptAndChild(
             assert alive(child)
         server = defaults.process.pid
         assert waitFor(lambda: groupGone(script, server), 5), groupMembers(script)
-        assert processState(script) is None
+        assert waitFor(lambda: processState(script) is None, 5)
 
 
 # --------------------------------------------------------------------------
@@ -806,7 +806,7 @@ def test_bodyExactlyAtLimitWorks(limits: SpoolServer, framing: str) -> None:
 def test_defaultBodyLimitIsOneGiB(defaults: Server) -> None:
     """
     By default a body of 1 GiB + 1 byte is refused (413) before it is sent,
-    while exactly 1 GiB is accepted (the server waits for the body).
+    while exactly 1 GiB is accepted (the script starts and reads it).
     """
     port = defaults.port
     r, _ = refusal(
@@ -830,7 +830,10 @@ def test_defaultBodyLimitIsOneGiB(defaults: Server) -> None:
             + b"x" * 1000
         )
         data, closed = conn.readUntilClosed(0.5)
-    assert (data, closed) == (b"", False)
+    # Not refused: the script is started at the end of the head and may
+    # already have answered.
+    assert not closed
+    assert data == b"" or data.startswith(b"HTTP/1.1 200 "), data[:200]
 
 
 def test_zeroMeansUnlimited(tree: ScriptTree) -> None:
@@ -851,15 +854,18 @@ def test_zeroMeansUnlimited(tree: ScriptTree) -> None:
                 + b"x" * 1000
             )
             data, closed = conn.readUntilClosed(0.5)
-        assert (data, closed) == (b"", False)
+        assert not closed
+        assert data == b"" or data.startswith(b"HTTP/1.1 200 "), data[:200]
     finally:
         server.stop()
 
 
 def test_spooledBodiesAreRemoved(limits: SpoolServer) -> None:
     """
-    Request bodies over 1 MiB are spooled to temporary files, and none is
-    left open or on disk after the request ends: after a body echoed by a
+    Request bodies over 1 MiB that must be kept (chunked ones: a body with a
+    Content-Length is streamed to its script) are spooled to temporary files,
+    and none is left open or on disk after the request ends: after a body
+    echoed by a
     script, a client that disconnects in the middle of its upload, and a
     script that crashes without reading its input, one that times out, and
     a chunked body refused as too large.
@@ -877,16 +883,16 @@ def test_spooledBodiesAreRemoved(limits: SpoolServer) -> None:
     assert (r.status, r.body == body) == (200, True)
     assert waitFor(lambda: not deletedFiles(pid), 5), deletedFiles(pid)
 
-    # Disconnect mid-upload: 1.2 MB of 1.9 MB sent.
+    # Disconnect mid-upload: 1.2 MB of a chunked body sent.
     with Conn(port) as conn:
         conn.send(
             request(
                 port,
                 "/cgi-bin/cat.sh",
                 "POST",
-                [("Content-Length", "1900000")],
+                [("Transfer-Encoding", "chunked")],
             )
-            + body[:1_200_000]
+            + chunked(body[:1_200_000], 256 * 1024)
         )
         # The spool file exists while the upload is under way.
         spooling = waitFor(lambda: deletedFiles(pid) or os.listdir(limits.tmpdir), 3)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.probes import alive, childrenOf, gone, processStat
+from tests.support.probes import alive, gone, processStat
 from tests.support.raw import Conn, fetch, request
 from tests.support.server import (
     ScriptTree,
@@ -36,6 +36,7 @@ from tests.support.server import (
     waitFor,
 )
 from tests.support.shell import sh
+from tests.support.spawner import scriptProcessesOf
 
 pytestmark = pytest.mark.e2e
 
@@ -165,11 +166,12 @@ def strays() -> Iterator[list[int]]:
 
 def noChildren(server: Server) -> None:
     """
-    The server has no child left, zombie or not.
+    No script process is left, zombie or not (the CGI spawner and the
+    workers of --workers are the server's, not the scripts').
     """
     pid = server.process.pid
-    assert waitFor(lambda: not childrenOf(pid), 5), [
-        (c, processStat(c)) for c in childrenOf(pid)
+    assert waitFor(lambda: not scriptProcessesOf(pid), 5), [
+        (c, processStat(c)) for c in scriptProcessesOf(pid)
     ]
 
 

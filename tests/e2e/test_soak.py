@@ -35,7 +35,6 @@ import pytest
 from tests.support.certs import makeCertificate
 from tests.support.h2client import H2Client
 from tests.support.probes import (
-    childrenOf,
     deletedFiles,
     fdCount,
     processesIn,
@@ -45,6 +44,7 @@ from tests.support.probes import (
 from tests.support.raw import Conn, request
 from tests.support.server import Server, makeDocroot, startServer, waitFor
 from tests.support.shell import sh, writeFile
+from tests.support.spawner import scriptProcessesOf
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -419,7 +419,7 @@ def snapshot(soak: Soak) -> Snapshot:
     return Snapshot(
         fdCount(pid),
         rssOf(pid),
-        childrenOf(pid),
+        scriptProcessesOf(pid),
         os.listdir(soak.tmpdir),
         deletedFiles(pid),
     )
@@ -453,7 +453,7 @@ def test_soak(soak: Soak) -> None:
     )
     with ThreadPoolExecutor(WORKERS) as pool:
         list(pool.map(lambda kind: kind(portFor(kind)), warmup))
-    assert waitFor(lambda: not childrenOf(pid), 10), childrenOf(pid)
+    assert waitFor(lambda: not scriptProcessesOf(pid), 10), scriptProcessesOf(pid)
     time.sleep(1.5)
     before = snapshot(soak)
     assert before.children == []
@@ -491,7 +491,7 @@ def test_soak(soak: Soak) -> None:
         while not stop.wait(0.25):
             with contextlib.suppress(OSError, AssertionError):
                 peak["rss"] = max(peak["rss"], rssOf(pid))
-                running = [c for c in childrenOf(pid) if processState(c) != "Z"]
+                running = [c for c in scriptProcessesOf(pid) if processState(c) != "Z"]
                 peak["children"] = max(peak["children"], len(running))
 
     sampler = threading.Thread(target=sample, daemon=True)

@@ -91,6 +91,7 @@ def config(tmp_path: Path, authFile: str | None, **kw: object) -> ServerConfig:
         "authFile": authFile,
         "authRealm": "r",
         "authPaths": (),
+        "workers": 1,
     }
     known = {f.name for f in dataclasses.fields(ServerConfig)}
     fields.update(kw)

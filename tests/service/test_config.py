@@ -28,6 +28,7 @@ FIELDS: dict[str, Any] = {
     "authFile": None,
     "authRealm": "twisted-cgiserve",
     "authPaths": (),
+    "workers": 1,
 }
 
 

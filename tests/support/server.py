@@ -159,6 +159,18 @@ def serverCommand(
     ]
 
 
+def _workerCount(args: list[str]) -> str | None:
+    """
+    The value of a C{--workers} option in C{args}, if there is one.
+    """
+    for i, arg in enumerate(args):
+        if arg == "--workers" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--workers="):
+            return arg.partition("=")[2]
+    return None
+
+
 def startServer(
     root: Path,
     args: list[str] | None = None,
@@ -173,8 +185,16 @@ def startServer(
     Start C{twistd -n cgiserve} (or, with C{entryPoint="python -m"},
     C{python -m twisted_cgiserve --cgi}) serving C{root} on an ephemeral
     loopback port and wait until it says where it listens.
+
+    With C{CGISERVE_TEST_WORKERS=N} in the environment, the server runs
+    with C{--workers=N} (unless C{args} say how many).
     """
     args = list(args or [])
+    testWorkers = os.environ.get("CGISERVE_TEST_WORKERS")
+    if testWorkers and _workerCount(args) is None:
+        # CI's second run of the suites about processes and signals: every
+        # server they start is a supervisor and its workers.
+        args.append(f"--workers={testWorkers}")
     command = serverCommand(root, args, entryPoint, twistdArgs)
     logPath = (logDir or root.parent) / f"twistd-{time.monotonic_ns()}.log"
     logFile = logPath.open("wb")
@@ -188,8 +208,14 @@ def startServer(
     )
     logFile.close()
     deadline = time.monotonic() + timeout
+    # A supervisor says where it listens before its workers serve: wait
+    # for them too, so that timings start with a server that answers.
+    workers = _workerCount(args) not in (None, "1")
     while time.monotonic() < deadline:
-        match = _SERVING.search(logPath.read_bytes())
+        log = logPath.read_bytes()
+        match = _SERVING.search(log)
+        if match and workers and b"workers are serving." not in log:
+            match = None
         if match:
             return Server(
                 process,

@@ -13,6 +13,7 @@ L{ScriptRun}'s; serving the path of a local redirect is L{LocalRedirect}'s.
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IProcessProtocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
 from twisted.web.resource import IResource
 from twisted.web.server import NOT_DONE_YET
@@ -45,7 +47,7 @@ from twisted_cgiserve._cgi.locate import (
     locateScript,
 )
 from twisted_cgiserve._cgi.privileges import runAs
-from twisted_cgiserve._cgi.process import ScriptProcess
+from twisted_cgiserve._cgi.process import ScriptProcess, SpawnRefused
 from twisted_cgiserve._cgi.protocol import ScriptRun
 from twisted_cgiserve._cgi.redirect import LocalRedirect
 from twisted_cgiserve._http.errors import sendError
@@ -210,7 +212,7 @@ class ScriptGateway:
             debug=debug,
         )
         try:
-            self._spawn(
+            transport = self._spawn(
                 self._reactor,
                 run,
                 executable,
@@ -219,34 +221,88 @@ class ScriptGateway:
                 directory=os.path.dirname(location.filename),
                 user=user,
             )
-        except PermissionError as e:
-            _log.error(
-                "{script}: cannot be started: {error}",
+        except (SpawnRefused, OSError) as e:
+            return self._notStarted(request, location.scriptName, debug, e)
+        self.running.add(run)
+        run.ended.addBoth(lambda _: self.running.discard(run))
+        started = getattr(transport, "started", None)
+        if isinstance(started, Deferred):
+            # The spawner answers later: a script it could not start gets
+            # the answer it would have got at once.
+            started.addErrback(self._lateFailure, request, run, location, debug)
+        return NOT_DONE_YET
+
+    def _lateFailure(
+        self,
+        reason: Failure,
+        request: IRequest,
+        run: ScriptRun,
+        location: ScriptLocation,
+        debug: ScriptContext | None,
+    ) -> None:
+        """
+        The spawner could not start the script it was sent: the run stops
+        quietly, and the client, if it still waits, gets what L{_start}
+        would have sent.
+        """
+        e = reason.value
+        if not isinstance(e, SpawnRefused | OSError):
+            e = OSError(errno.EIO, f"cannot be started: {e}")
+        if run.notStarted():
+            self._notStarted(request, location.scriptName, debug, e)
+        else:
+            _log.info(
+                "{script}: not started ({error}), and not waited for",
                 script=location.scriptName,
                 error=e,
             )
+
+    def _notStarted(
+        self,
+        request: IRequest,
+        scriptName: str,
+        debug: ScriptContext | None,
+        e: SpawnRefused | OSError,
+    ) -> int:
+        """
+        Answer a request whose script could not be started: C{503} (with
+        C{Retry-After}) for the server-wide cap or no spawner, C{403} for a
+        script that may not be run, C{502} (or the C{--cgi-debug} page) for
+        any other exec error.
+        """
+        if isinstance(e, SpawnRefused):
+            # The server-wide cap (the spawner counts every worker's
+            # scripts), or no spawner for now.
+            _log.warn("{script}: not started: {why}", script=scriptName, why=e)
+            request.setHeader(b"retry-after", b"1")
             return sendError(
-                request, 403, f"CGI script is not executable ({location.scriptName!r})"
+                request,
+                503,
+                "Too many CGI scripts running",
+                "The server is running as many CGI scripts as it may; try again",
             )
-        except OSError as e:
+        if isinstance(e, PermissionError):
             _log.error(
-                "{script}: cannot be started: {error}",
-                script=location.scriptName,
-                error=e.strerror or e,
+                "{script}: cannot be started: {error}", script=scriptName, error=e
             )
-            if debug is not None:
-                failure = OutputFailure(
-                    code=502,
-                    message="Bad Gateway",
-                    why=f"The script could not be started: {e.strerror or e}.",
-                )
-                return sendDebugPage(
-                    request, debug, failure, ended="never started", stderr=b""
-                )
-            return sendError(request, 502, "Bad Gateway", "The CGI script failed")
-        self.running.add(run)
-        run.ended.addBoth(lambda _: self.running.discard(run))
-        return NOT_DONE_YET
+            return sendError(
+                request, 403, f"CGI script is not executable ({scriptName!r})"
+            )
+        _log.error(
+            "{script}: cannot be started: {error}",
+            script=scriptName,
+            error=e.strerror or e,
+        )
+        if debug is not None:
+            failure = OutputFailure(
+                code=502,
+                message="Bad Gateway",
+                why=f"The script could not be started: {e.strerror or e}.",
+            )
+            return sendDebugPage(
+                request, debug, failure, ended="never started", stderr=b""
+            )
+        return sendError(request, 502, "Bad Gateway", "The CGI script failed")
 
     def stopAll(self) -> Deferred[object]:
         """

@@ -15,6 +15,12 @@ So scripts are started through C{subprocess.Popen} with pipes this module
 creates, and the pipes are handed to Twisted's own L{ProcessReader} and
 L{ProcessWriter}: the reactor does all the I/O, with its flow control.
 
+The CGI spawner (L{twisted_cgiserve._cgi.spawner}) starts scripts with this
+same class, given the child's ends of pipes the server made (C{stdio}): it
+holds no pipe then, only the process group. The server's ends, and the
+transport methods that act on them, are L{ScriptPipes}, which the server's
+L{twisted_cgiserve._cgi.spawnerclient.RemoteScript} shares.
+
 Process groups, and why a group ID is never stale when it is signalled
 ======================================================================
 
@@ -89,7 +95,16 @@ from twisted.python.failure import Failure
 from twisted_cgiserve._cgi.groups import ProcessGroups
 from twisted_cgiserve._cgi.privileges import switchUserCommand
 
-__all__ = ["IScriptTransport", "ScriptProcess"]
+__all__ = [
+    "IScriptTransport",
+    "ScriptPipes",
+    "ScriptProcess",
+    "SpawnRefused",
+    "makePipes",
+    "reasonFor",
+    "signalNumber",
+    "startScript",
+]
 
 _log = Logger(namespace="cgiserve.cgi")
 
@@ -125,6 +140,31 @@ class _PipeReader(ProcessReader):
         return None
 
 
+class SpawnRefused(Exception):
+    """
+    The script was not started, and not because of the script: the
+    server-wide C{--cgi-max-processes} is reached, or the spawner cannot be
+    reached. The client should try again later (C{503}).
+    """
+
+
+def makePipes() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """
+    A script's three standard pipes: the child's ends (stdin's read end,
+    stdout's and stderr's write ends), and the server's.
+    """
+    made: list[int] = []
+    try:
+        for _ in range(3):
+            made.extend(os.pipe())
+    except BaseException:
+        for fd in made:
+            os.close(fd)
+        raise
+    stdinRead, stdinWrite, stdoutRead, stdoutWrite, stderrRead, stderrWrite = made
+    return (stdinRead, stdoutWrite, stderrWrite), (stdinWrite, stdoutRead, stderrRead)
+
+
 class IScriptTransport(IProcessTransport):
     """
     A script's process group, as its protocol sees it.
@@ -156,8 +196,182 @@ class IScriptTransport(IProcessTransport):
         """
 
 
+class ScriptPipes:
+    """
+    The server's ends of a script's three pipes, on the reactor, and the
+    transport methods that act on them: the half of L{IScriptTransport}
+    shared by L{ScriptProcess} (the server's own child) and the spawner's
+    remote script (L{twisted_cgiserve._cgi.spawnerclient}).
+
+    Subclasses say whether the leader is on its way out
+    (L{_leaderExiting}), look again while an end of output is held
+    (L{_lookAtLeader}), and report the end (L{_maybeEnded}).
+
+    @ivar pipes: The pipes still open, by child file descriptor.
+    """
+
+    def __init__(
+        self,
+        reactor: Any,
+        protocol: IProcessProtocol,
+        fds: tuple[int, int, int] | None,
+    ) -> None:
+        """
+        @param fds: The server's ends of stdin, stdout and stderr (owned
+            from now on), or L{None} for none at all (the spawner holds no
+            pipe of the scripts it starts).
+        """
+        self.proto = protocol
+        self._clock = reactor
+        self._heldEOF = False
+        self._eofCall: Any = None
+        self.pipes: dict[int, ProcessReader | ProcessWriter] = {}
+        if fds is not None:
+            self.pipes = {
+                0: ProcessWriter(reactor, self, 0, fds[0]),
+                1: _PipeReader(reactor, self, 1, fds[1]),
+                2: _PipeReader(reactor, self, 2, fds[2]),
+            }
+
+    # For subclasses
+
+    def _leaderExiting(self) -> bool:
+        """
+        Whether the leader has begun to exit, its exit not yet reported.
+        """
+        raise NotImplementedError()
+
+    def _lookAtLeader(self) -> None:
+        """
+        Look again whether the leader has exited (an end of its output is
+        held until it has).
+        """
+
+    def _maybeEnded(self) -> None:
+        """
+        Report the end to the protocol if nothing is left.
+        """
+        raise NotImplementedError()
+
+    # The pipes, called by ProcessReader and ProcessWriter.
+
+    def childDataReceived(self, name: int, data: bytes) -> None:
+        self.proto.childDataReceived(name, data)
+
+    def childConnectionLost(self, name: int, reason: Failure) -> None:
+        pipe = self.pipes.pop(name, None)
+        if pipe is not None:
+            os.close(pipe.fileno())
+        if name == 1 and self._leaderExiting():
+            # Its exit closed its output: how it ended (a signal?) decides
+            # what the client gets, so processExited must come first.
+            self._heldEOF = True
+            self._eofCall = self._clock.callLater(_EXIT_POLL, self._pollExit)
+            return
+        self.proto.childConnectionLost(name)
+        self._maybeEnded()
+
+    def _pollExit(self) -> None:
+        self._eofCall = None
+        self._lookAtLeader()
+        if self._heldEOF:
+            self._eofCall = self._clock.callLater(_EXIT_POLL, self._pollExit)
+
+    def _releaseEOF(self) -> None:
+        self._heldEOF = False
+        if self._eofCall is not None:
+            self._eofCall.cancel()
+            self._eofCall = None
+        self.proto.childConnectionLost(1)
+        self._maybeEnded()
+
+    # IProcessTransport
+
+    def writeToChild(self, childFD: int, data: bytes) -> None:
+        if childFD != 0:
+            raise KeyError(childFD)
+        self.write(data)
+
+    def write(self, data: bytes) -> None:
+        if 0 in self.pipes:
+            self.pipes[0].write(data)
+
+    def writeSequence(self, seq: Iterable[bytes]) -> None:
+        for data in seq:
+            self.write(data)
+
+    def readPendingStderr(self) -> None:
+        """
+        See L{IScriptTransport.readPendingStderr}: read the non-blocking
+        pipe until it is empty, at its end, or a bound is reached (a script
+        still writing cannot keep the reactor here).
+        """
+        pipe = self.pipes.get(2)
+        if pipe is None:
+            return
+        remaining = _PENDING_STDERR
+        while remaining > 0:
+            try:
+                data = os.read(pipe.fileno(), min(_READ_SIZE, remaining))
+            except OSError:
+                # Empty for now (EAGAIN), or gone: the reader learns which.
+                return
+            if not data:
+                return
+            remaining -= len(data)
+            self.proto.childDataReceived(2, data)
+
+    def closeChildFD(self, childFD: int) -> None:
+        if childFD in self.pipes:
+            self.pipes[childFD].loseConnection()
+
+    def closeStdin(self) -> None:
+        self.closeChildFD(0)
+
+    def closeStdout(self) -> None:
+        self.closeChildFD(1)
+
+    def closeStderr(self) -> None:
+        self.closeChildFD(2)
+
+    def loseConnection(self) -> None:
+        for childFD in (0, 1, 2):
+            self.closeChildFD(childFD)
+
+    def pauseProducing(self) -> None:
+        """
+        Stop reading the script's output (the client is slow): the pipe
+        fills and the script blocks in write, so memory stays bounded.
+        """
+        if 1 in self.pipes:
+            self.pipes[1].stopReading()
+
+    def resumeProducing(self) -> None:
+        if 1 in self.pipes:
+            self.pipes[1].startReading()
+
+    def stopProducing(self) -> None:
+        self.loseConnection()
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """
+        Feed the script's standard input from C{producer}, with flow control.
+        """
+        self.pipes[0].registerProducer(producer, streaming)
+
+    def unregisterProducer(self) -> None:
+        if 0 in self.pipes:
+            self.pipes[0].unregisterProducer()
+
+    def getPeer(self) -> Any:
+        return None
+
+    def getHost(self) -> Any:
+        return None
+
+
 @implementer(IScriptTransport)
-class ScriptProcess:
+class ScriptProcess(ScriptPipes):
     """
     A running script and its process group, as an L{IScriptTransport} for
     its protocol.
@@ -179,21 +393,30 @@ class ScriptProcess:
         directory: str,
         user: tuple[int, int] | None = None,
         groups: ProcessGroups | None = None,
+        stdio: tuple[int, int, int] | None = None,
+        popen: subprocess.Popen[bytes] | None = None,
     ) -> None:
         """
         Start the script, as C{user} (uid, gid) if given.
 
         @param groups: Who watches the group once the script has exited; by
             default the one shared by all scripts of C{reactor}.
+        @param stdio: The script's standard input, output and error, made
+            elsewhere (the spawner receives them from the server); closed
+            once the script has started (or failed to), and the protocol
+            gets no pipe. By default this makes the pipes and keeps its
+            ends.
+        @param popen: The script, already started by L{startScript} (the
+            spawner starts scripts in threads, so that their execs overlap,
+            and takes them over on the reactor's thread): the protocol gets
+            no pipe, and nothing is started here.
         @raise OSError: It could not be started (the error of its exec).
         """
         args = list(args)
         switch: dict[str, Any] = {}
         if user is not None:
             executable, args, switch = switchUserCommand(executable, args, user)
-        self.proto = protocol
         self.status: int | None = None
-        self._clock = reactor
         self._groups = (
             groups if groups is not None else ProcessGroups.forReactor(reactor)
         )
@@ -203,41 +426,29 @@ class ScriptProcess:
         self._terminating = False
         self._killed = False
         self._killCall: Any = None
-        self._heldEOF = False
-        self._eofCall: Any = None
         self._endedSent = False
         self._waiting: list[Deferred[bool]] = []
-        stdinRead, stdinWrite = os.pipe()
-        stdoutRead, stdoutWrite = os.pipe()
-        stderrRead, stderrWrite = os.pipe()
-        try:
-            self._popen = subprocess.Popen(
-                args,
-                executable=executable,
-                stdin=stdinRead,
-                stdout=stdoutWrite,
-                stderr=stderrWrite,
-                cwd=directory,
-                env=dict(environment),
-                close_fds=True,
-                restore_signals=True,
-                start_new_session=True,
-                **switch,
-            )
-        except BaseException:
-            for fd in (stdinWrite, stdoutRead, stderrRead):
-                os.close(fd)
-            raise
-        finally:
-            for fd in (stdinRead, stdoutWrite, stderrWrite):
-                os.close(fd)
+        ours: tuple[int, int, int] | None = None
+        if popen is None:
+            if stdio is None:
+                stdio, ours = makePipes()
+            try:
+                popen = startScript(
+                    executable,
+                    args,
+                    environment=environment,
+                    directory=directory,
+                    stdio=stdio,
+                    **switch,
+                )
+            except BaseException:
+                for fd in ours or ():
+                    os.close(fd)
+                raise
+        self._popen = popen
+        super().__init__(reactor, protocol, ours)
         self.pid: int | None = self._popen.pid
         self._pgid: int = self._popen.pid
-        self.pipes: dict[int, ProcessReader | ProcessWriter] = {
-            0: ProcessWriter(reactor, self, 0, stdinWrite),
-            1: _PipeReader(reactor, self, 1, stdoutRead),
-            2: _PipeReader(reactor, self, 2, stderrRead),
-        }
         protocol.makeConnection(self)
         # Twisted's registerReapProcessHandler would reap a child that has
         # already exited, dropping the anchor: register directly, then look.
@@ -264,7 +475,7 @@ class ScriptProcess:
         self._unregister()
         self.status = status
         self._popen.returncode = status
-        self._exited(_reasonFor(status))
+        self._exited(reasonFor(status))
 
     def _unregister(self) -> None:
         if self._registered:
@@ -355,6 +566,13 @@ class ScriptProcess:
             self._endedSent = True
             self.proto.processEnded(Failure(self._reason))
 
+    @property
+    def killed(self) -> bool:
+        """
+        Whether the group was sent C{SIGKILL}.
+        """
+        return self._killed
+
     # Ending the group
 
     def terminate(self, grace: float) -> Deferred[bool]:
@@ -403,23 +621,7 @@ class ScriptProcess:
                 error=e.strerror or e,
             )
 
-    # The pipes, called by ProcessReader and ProcessWriter.
-
-    def childDataReceived(self, name: int, data: bytes) -> None:
-        self.proto.childDataReceived(name, data)
-
-    def childConnectionLost(self, name: int, reason: Failure) -> None:
-        pipe = self.pipes.pop(name, None)
-        if pipe is not None:
-            os.close(pipe.fileno())
-        if name == 1 and self._leaderExiting():
-            # Its exit closed its output: how it ended (a signal?) decides
-            # what the client gets, so processExited must come first.
-            self._heldEOF = True
-            self._eofCall = self._clock.callLater(_EXIT_POLL, self._pollExit)
-            return
-        self.proto.childConnectionLost(name)
-        self._maybeEnded()
+    # The leader's exit as the pipes need it
 
     def _leaderExiting(self) -> bool:
         if self._reason is not None or self.pid is None:
@@ -427,97 +629,8 @@ class ScriptProcess:
         self.reapProcess()
         return self._reason is None and self._kernel.exiting(self._pgid)
 
-    def _pollExit(self) -> None:
-        self._eofCall = None
+    def _lookAtLeader(self) -> None:
         self.reapProcess()
-        if self._heldEOF:
-            self._eofCall = self._clock.callLater(_EXIT_POLL, self._pollExit)
-
-    def _releaseEOF(self) -> None:
-        self._heldEOF = False
-        if self._eofCall is not None:
-            self._eofCall.cancel()
-            self._eofCall = None
-        self.proto.childConnectionLost(1)
-        self._maybeEnded()
-
-    # IProcessTransport
-
-    def writeToChild(self, childFD: int, data: bytes) -> None:
-        if childFD != 0:
-            raise KeyError(childFD)
-        self.write(data)
-
-    def write(self, data: bytes) -> None:
-        if 0 in self.pipes:
-            self.pipes[0].write(data)
-
-    def writeSequence(self, seq: Iterable[bytes]) -> None:
-        for data in seq:
-            self.write(data)
-
-    def readPendingStderr(self) -> None:
-        """
-        See L{IScriptTransport.readPendingStderr}: read the non-blocking
-        pipe until it is empty, at its end, or a bound is reached (a script
-        still writing cannot keep the reactor here).
-        """
-        pipe = self.pipes.get(2)
-        if pipe is None:
-            return
-        remaining = _PENDING_STDERR
-        while remaining > 0:
-            try:
-                data = os.read(pipe.fileno(), min(_READ_SIZE, remaining))
-            except OSError:
-                # Empty for now (EAGAIN), or gone: the reader learns which.
-                return
-            if not data:
-                return
-            remaining -= len(data)
-            self.proto.childDataReceived(2, data)
-
-    def closeChildFD(self, childFD: int) -> None:
-        if childFD in self.pipes:
-            self.pipes[childFD].loseConnection()
-
-    def closeStdin(self) -> None:
-        self.closeChildFD(0)
-
-    def closeStdout(self) -> None:
-        self.closeChildFD(1)
-
-    def closeStderr(self) -> None:
-        self.closeChildFD(2)
-
-    def loseConnection(self) -> None:
-        for childFD in (0, 1, 2):
-            self.closeChildFD(childFD)
-
-    def pauseProducing(self) -> None:
-        """
-        Stop reading the script's output (the client is slow): the pipe
-        fills and the script blocks in write, so memory stays bounded.
-        """
-        if 1 in self.pipes:
-            self.pipes[1].stopReading()
-
-    def resumeProducing(self) -> None:
-        if 1 in self.pipes:
-            self.pipes[1].startReading()
-
-    def stopProducing(self) -> None:
-        self.loseConnection()
-
-    def registerProducer(self, producer: Any, streaming: bool) -> None:
-        """
-        Feed the script's standard input from C{producer}, with flow control.
-        """
-        self.pipes[0].registerProducer(producer, streaming)
-
-    def unregisterProducer(self) -> None:
-        if 0 in self.pipes:
-            self.pipes[0].unregisterProducer()
 
     def signalProcess(self, signalID: str | int) -> None:
         """
@@ -527,9 +640,7 @@ class ScriptProcess:
         @raise ProcessExitedAlready: The group is gone and has been reaped
             (never while its ID cannot have been recycled).
         """
-        number = (
-            getattr(signal, f"SIG{signalID}") if isinstance(signalID, str) else signalID
-        )
+        number = signalNumber(signalID)
         if self.pid is None:
             raise error.ProcessExitedAlready()
         try:
@@ -537,14 +648,60 @@ class ScriptProcess:
         except ProcessLookupError:
             raise error.ProcessExitedAlready() from None
 
-    def getPeer(self) -> Any:
-        return None
 
-    def getHost(self) -> Any:
-        return None
+def startScript(
+    executable: str,
+    args: Sequence[str],
+    *,
+    environment: Mapping[str, str],
+    directory: str,
+    stdio: tuple[int, int, int],
+    **switch: Any,
+) -> subprocess.Popen[bytes]:
+    """
+    Start a script in a session of its own, with C{stdio} as its standard
+    input, output and error (closed here once it has started, or failed
+    to), and nothing else open.
+
+    Safe in any thread: it touches no reactor, and the standard library's
+    vfork suspends only the calling thread until the exec (the spawner
+    overlaps execs so). The child is not watched yet: whoever takes it over
+    (L{ScriptProcess} with C{popen}) learns of an exit that came first
+    (it is never reaped by anyone else meanwhile).
+
+    @raise OSError: The error of its exec.
+    """
+    try:
+        return subprocess.Popen(
+            list(args),
+            executable=executable,
+            stdin=stdio[0],
+            stdout=stdio[1],
+            stderr=stdio[2],
+            cwd=directory,
+            env=dict(environment),
+            close_fds=True,
+            restore_signals=True,
+            start_new_session=True,
+            **switch,
+        )
+    finally:
+        for fd in set(stdio):
+            os.close(fd)
 
 
-def _reasonFor(returncode: int) -> BaseException:
+def signalNumber(signalID: str | int) -> int:
+    """
+    A signal's number from C{IProcessTransport.signalProcess}'s argument
+    (C{"TERM"} or C{15}).
+    """
+    if isinstance(signalID, str):
+        number: int = getattr(signal, f"SIG{signalID}")
+        return number
+    return signalID
+
+
+def reasonFor(returncode: int) -> BaseException:
     if returncode == 0:
         return error.ProcessDone(0)
     if returncode > 0:

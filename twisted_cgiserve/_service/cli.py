@@ -252,7 +252,9 @@ class TerminalObserver:
         elif namespace == _SHUTDOWN and event.get("signal") == "SIGINT":
             # http.server's words on Ctrl-C, after the ^C the terminal shows.
             self._write(self._out, "\nKeyboard interrupt received, exiting.\n")
-        elif namespace.startswith("cgiserve.") or level >= LogLevel.warn:
+        elif (
+            namespace.startswith("cgiserve.") and level > LogLevel.debug
+        ) or level >= LogLevel.warn:
             text = _classicText(event)
             if text:
                 self._write(self._err, text)

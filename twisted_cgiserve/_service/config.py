@@ -46,6 +46,8 @@ class ServerConfig:
     @ivar authRealm: The realm clients are asked to authenticate for.
     @ivar authPaths: URL path prefixes that require authentication; empty
         for all of them.
+    @ivar workers: How many worker processes serve (C{--workers}); 1 for
+        one process and no supervisor.
     """
 
     directory: str
@@ -61,3 +63,4 @@ class ServerConfig:
     authFile: str | None
     authRealm: str
     authPaths: tuple[str, ...]
+    workers: int

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import socket
 from typing import Any, NoReturn, cast
 
 from zope.interface import implementer
 
-from twisted.internet import defer
+from twisted.internet import defer, tcp
 from twisted.internet.endpoints import (
     TCP4ServerEndpoint,
     TCP6ServerEndpoint,
@@ -37,7 +38,7 @@ from twisted.python.failure import Failure
 
 from twisted_cgiserve._service.ports import ListenSpec
 
-__all__ = ["DualStackEndpoint", "checkDescription", "endpointFor"]
+__all__ = ["AdoptingReactor", "DualStackEndpoint", "checkDescription", "endpointFor"]
 
 # What binding to "::" fails with on a host without IPv6 (or with IPv6
 # turned off): then the wildcard is IPv4's alone.
@@ -128,24 +129,115 @@ def checkDescription(spec: ListenSpec) -> None:
         _parse(_NoReactor(), spec, spec.description)
 
 
+class AdoptingReactor:
+    """
+    A reactor whose every way of listening (C{listenTCP}, C{listenUNIX},
+    C{adoptStreamPort}) adopts one socket that is already listening
+    instead, and which is otherwise the reactor it wraps.
+
+    A worker of C{--workers} builds its endpoints from the same
+    descriptions as a single server, with this in place of the reactor:
+    whatever an endpoint wraps around the factory (C{haproxy:}'s PROXY
+    protocol, TLS) is applied unchanged, and only the socket is the
+    parent's.
+
+    @ivar adopted: The port, once adopted.
+    """
+
+    def __init__(self, reactor: Any, fd: int) -> None:
+        self._reactor = reactor
+        self._fd = fd
+        self.adopted: IListeningPort | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._reactor, name)
+
+    def adopt(self, factory: IProtocolFactory) -> IListeningPort:
+        """
+        Listen with C{factory} on the socket, once (its descriptor is
+        closed once the reactor holds a copy).
+        """
+        if self.adopted is not None:
+            raise CannotListenError(None, self._fd, "already adopted")
+        with socket.socket(fileno=os.dup(self._fd)) as probe:
+            family = probe.family
+        port: Any = self._reactor.adoptStreamPort(self._fd, family, factory)
+        os.close(self._fd)
+        # A UNIX port that stops shuts its socket down before closing it
+        # (Twisted spares adopted TCP ports that), which for a listening
+        # socket ends listening for every process sharing it: a worker
+        # that stops alone must only close its copy.
+        port._shouldShutdown = False
+        # One connection per wake-up, as nginx's workers (multi_accept off):
+        # every worker sharing the socket is woken, and one that took all
+        # the waiting connections at once (Twisted accepts up to a hundred)
+        # would serve a burst of keep-alive clients alone.
+        readOne = port.doRead
+
+        def doRead() -> object:
+            port.numberAccepts = 1
+            return readOne()
+
+        port.doRead = doRead
+        if family == socket.AF_UNIX:
+            # A UNIX port removes its socket's file when it stops; this one
+            # belongs to the parent, and the other workers still use it.
+            port.connectionLost = lambda reason: tcp.Port.connectionLost(port, reason)
+        self.adopted = port
+        return cast(IListeningPort, port)
+
+    def listenTCP(self, port: int, factory: IProtocolFactory, *a: Any, **k: Any) -> Any:
+        return self.adopt(factory)
+
+    def listenUNIX(
+        self, address: Any, factory: IProtocolFactory, *a: Any, **k: Any
+    ) -> Any:
+        return self.adopt(factory)
+
+    def adoptStreamPort(self, fd: int, family: Any, factory: IProtocolFactory) -> Any:
+        return self.adopt(factory)
+
+
+@implementer(IStreamServerEndpoint)
+class _Adopted:
+    """
+    The endpoint of a C{systemd:} port in a worker: the socket systemd
+    passed the parent, which the parent passed on.
+    """
+
+    def __init__(self, reactor: AdoptingReactor) -> None:
+        self._reactor = reactor
+
+    def listen(self, factory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        return defer.execute(self._reactor.adopt, factory)
+
+
 def endpointFor(
     reactor: object,
     spec: ListenSpec,
     tls: IOpenSSLServerConnectionCreator | None = None,
+    adopt: int | None = None,
 ) -> IStreamServerEndpoint:
     """
     The endpoint for C{spec}.
 
     @param tls: The TLS settings for a spec with C{tls} files.
+    @param adopt: In a worker of C{--workers}, the descriptor of the
+        socket the parent opened for C{spec}, listened on instead of a new
+        one.
 
     @raise ValueError: The description is malformed or names an unknown
         endpoint type.
     """
     endpoint: IStreamServerEndpoint
-    if spec.description is None:
-        endpoint = DualStackEndpoint(reactor, spec.port)
+    listener: Any = reactor if adopt is None else AdoptingReactor(reactor, adopt)
+    if adopt is not None and (spec.description or "").startswith("systemd:"):
+        # systemd's numbers are the parent's; the socket is the one passed.
+        endpoint = _Adopted(listener)
+    elif spec.description is None:
+        endpoint = DualStackEndpoint(listener, spec.port)
     else:
-        endpoint = _parse(reactor, spec, spec.description)
+        endpoint = _parse(listener, spec, spec.description)
     if tls is not None:
         endpoint = wrapServerTLS(tls, endpoint, cast(Any, reactor))
     return endpoint

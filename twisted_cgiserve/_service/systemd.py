@@ -22,7 +22,7 @@ from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-__all__ = ["Notifier", "ReadinessService"]
+__all__ = ["Notifier", "ReadinessService", "monotonicUsec"]
 
 _log = Logger(namespace="cgiserve.systemd")
 
@@ -76,9 +76,11 @@ class Notifier:
         return True
 
 
-def _monotonicUsec() -> str:
-    # CLOCK_MONOTONIC in microseconds, what systemd compares RELOADING=1
-    # against.
+def monotonicUsec() -> str:
+    """
+    CLOCK_MONOTONIC in microseconds, the field systemd compares
+    C{RELOADING=1} against.
+    """
     return f"MONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
 
 
@@ -148,7 +150,7 @@ class ReadinessService(Service):
         nothing is said: READY=1 would tell systemd the server serves again.
         """
         if self.running:
-            self.notifier.notify("RELOADING=1", _monotonicUsec(), "STATUS=Reloading")
+            self.notifier.notify("RELOADING=1", monotonicUsec(), "STATUS=Reloading")
 
     def reloaded(self) -> None:
         if self.running:
