@@ -10,7 +10,13 @@ from pathlib import Path
 
 from tests.support.probes import childrenOf
 
-__all__ = ["isSpawner", "isWorker", "scriptProcessesOf", "spawnerOf"]
+__all__ = [
+    "isSpawner",
+    "isWorker",
+    "scriptProcessesOf",
+    "servingProcessesOf",
+    "spawnerOf",
+]
 
 
 def isSpawner(pid: int) -> bool:
@@ -43,6 +49,14 @@ def isWorker(pid: int) -> bool:
     except OSError:
         return False
     return b"twisted_cgiserve._service.workers" in command
+
+
+def servingProcessesOf(server: int) -> list[int]:
+    """
+    The processes that answer requests for the server process C{server}:
+    its workers under C{--workers}, else the server itself.
+    """
+    return [child for child in childrenOf(server) if isWorker(child)] or [server]
 
 
 def scriptProcessesOf(server: int) -> list[int]:
