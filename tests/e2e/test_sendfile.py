@@ -9,6 +9,7 @@ installed).
 from __future__ import annotations
 
 import hashlib
+import re
 import shutil
 import signal
 import socket
@@ -136,6 +137,36 @@ def test_largeFilesByteForByteWithSendfile(
         trace.stop()
     lines = server.logLines('"GET /100m.bin HTTP/1.1" 200')
     assert f" {100 * MiB} " in lines[0]
+
+
+# What one sendfile(2) call asked for, in strace's line for it.
+_ASKED = re.compile(rb"sendfile\(\d+, \d+, \[\d+\](?: => \[\d+\])?, (\d+)\)")
+
+
+def test_oneModerateSendfilePerTurn(
+    serve: Callable[..., Server], site: Path, tmp_path: Path
+) -> None:
+    """
+    A fast client is sent the file a moderate share per sendfile(2) call
+    (at most 512 KiB, as lighttpd sends 256 KiB), never the socket's whole
+    buffer at once: a 10 MiB file takes at least 20 calls.
+    """
+    server = serve(site)
+    trace = _Strace(server.process.pid, tmp_path / "strace.txt")
+    try:
+        result = _curl(server.url("/10m.bin"))
+        assert result.returncode == 0, result.stderr
+        assert _digest(result.stdout) == _digest((site / "10m.bin").read_bytes())
+        assert waitFor(lambda: len(trace.calls()) >= 20, 5), trace.calls()
+    finally:
+        trace.stop()
+    asked = [
+        int(match.group(1))
+        for line in trace.calls()
+        if (match := _ASKED.search(line.encode()))
+    ]
+    assert len(asked) >= 20, trace.calls()
+    assert max(asked) <= 512 * 1024, asked
 
 
 def test_head(serve: Callable[..., Server], site: Path) -> None:

@@ -279,7 +279,8 @@ def test_headThenFileWithSendfile(tmp_path: Path) -> None:
     assert b"HTTP/1.1 200 OK" in head
     assert b"Content-Length: 1000000" in head
     assert body == path.read_bytes()
-    assert served.kernel.calls == [(0, 1_000_000)]
+    turn = sendfileModule._TURN
+    assert served.kernel.calls == [(0, turn), (turn, 1_000_000 - turn)]
     assert not served.resource.isOpen()
     assert served.resource.requests[0].sentLength == 1_000_000
     assert not served.site.inFlight
@@ -365,20 +366,28 @@ def test_eagainWaitsForWritability(tmp_path: Path) -> None:
     assert body == path.read_bytes()
 
 
-def test_oneTurnSendsAtMostTheBudget(tmp_path: Path) -> None:
+def test_oneSendfilePerTurn(tmp_path: Path) -> None:
     """
-    However fast the client, one reactor turn sends at most the budget, so
-    other connections get their turn.
+    However fast the client, one reactor turn makes one sendfile call of at
+    most the turn's share, then waits for the socket's writability: the
+    client's receive window is not flooded, and other connections get their
+    turn.
     """
-    size = sendfileModule._BUDGET + 1000
+    turn = sendfileModule._TURN
+    size = 2 * turn + 1000
     path = _file(tmp_path, size)
     served = _serve(path)
     served.get()
-    # One turn: the head leaves, then the budget's worth of the file.
+    # The first turn: the head leaves, then the turn's share of the file.
     served.socket.pump(turns=1)
-    assert served.resource.isOpen()
-    assert served.resource.senders[0].sent == sendfileModule._BUDGET
+    assert served.kernel.calls == [(0, turn)]
+    assert served.resource.senders[0].sent == turn
+    assert served.socket in served.socket.writers()
+    assert len(_deadlines(served.clock)) == 1
+    served.socket.pump(turns=1)
+    assert served.kernel.calls == [(0, turn), (turn, turn)]
     served.socket.pump()
+    assert served.kernel.calls[2:] == [(2 * turn, 1000)]
     assert not served.resource.isOpen()
     _, body = _split(served.socket.readAll())
     assert body == path.read_bytes()

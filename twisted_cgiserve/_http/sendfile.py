@@ -18,12 +18,14 @@ How the socket is reached, with public Twisted APIs only:
    C{resumeProducing} whenever its own buffer has been handed to the
    kernel, so the first such call after the response's head was written
    means the head has left and the file may follow;
- - when the socket is full (C{EAGAIN}, or a short write) the sender calls
-   the transport's C{startWriting}: the reactor then watches the socket for
-   writability on the transport's own registration (one registration per
-   socket, as the reactor wants it), and the transport, finding its buffer
-   empty, calls C{resumeProducing} again. No loop ever blocks, and no
-   second descriptor is registered for the same socket;
+ - each such call sends one share of the file (one C{sendfile} call of
+   at most C{_TURN} bytes); then, or when the socket is full (C{EAGAIN},
+   or a short write), the sender calls the transport's C{startWriting}:
+   the reactor then watches the socket for writability on the transport's
+   own registration (one registration per socket, as the reactor wants
+   it), and the transport, finding its buffer empty, calls
+   C{resumeProducing} again. No loop ever blocks, and no second descriptor
+   is registered for the same socket;
  - when the body is complete the channel is given its place back.
 
 Everything else is the one response path's: the L{ResponseSender} runs the
@@ -51,10 +53,16 @@ from twisted_cgiserve._http.response import ResponseSender
 
 __all__ = ["FileRegionSender", "zeroCopyTransport"]
 
-# Bytes handed to sendfile(2) in one reactor turn at most, so that one fast
-# client cannot keep the reactor from the others; a loopback socket's
-# buffer holds a few MiB, so a turn usually ends on a full socket first.
-_BUDGET = 4 * 1024 * 1024
+# Bytes handed to sendfile(2) in one reactor turn: one call, then the
+# socket's next writability. Filling the socket's whole buffer (up to
+# tcp_wmem's 4 MiB) at once queues more than the client's receive window
+# takes, and the rest leaves in bursts as the client's ACKs open it; one
+# moderate call per turn, as lighttpd makes (256 KiB), keeps the socket's
+# queue short and measured 1.08x to 1.15x the throughput of filling it
+# (issue 12; 64 KiB to 512 KiB measured alike, and 512 KiB takes the
+# fewest turns). It also bounds how long one fast client holds the
+# reactor from the others.
+_TURN = 512 * 1024
 
 # Read size when sendfile(2) is refused for the file (a file system that
 # cannot do it) and the body is copied after all.
@@ -217,29 +225,25 @@ class FileRegionSender:
     def _send(self) -> None:
         fd = self._fd
         assert fd is not None
-        socket = self._transport.fileno()
-        turn = 0
-        while True:
-            count = min(self._remaining, _BUDGET - turn)
-            try:
-                n = self._sendfile(socket, fd, self._offset, count)
-            except BlockingIOError:
-                break
-            except OSError as e:
-                self._failed(e)
-                return
-            if n == 0:
-                self._failed(OSError("file shrank while being sent"))
-                return
+        count = min(self._remaining, _TURN)
+        try:
+            n = self._sendfile(self._transport.fileno(), fd, self._offset, count)
+        except BlockingIOError:
+            # The socket is full.
+            n = -1
+        except OSError as e:
+            self._failed(e)
+            return
+        if n == 0:
+            self._failed(OSError("file shrank while being sent"))
+            return
+        if n > 0:
             self._advance(n)
             if not self._remaining:
                 self._complete()
                 return
-            turn += n
-            if n < count or turn >= _BUDGET:
-                # A short write: the socket is full (the next call would
-                # fail with EAGAIN), or this turn's share is spent.
-                break
+        # This turn's share is sent (or the socket is full: a short write
+        # or EAGAIN); the next comes when the socket is writable again.
         self._wait()
 
     def _copy(self) -> None:
