@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
@@ -23,6 +24,7 @@ from twisted_cgiserve._http.bodystream import BodyStream
 from twisted_cgiserve._http.channel import (
     LINGER,
     MAX_CONTENT_LENGTH_DIGITS,
+    STREAM_CHUNK,
     CGIServeChannel,
     receivedRequestLine,
 )
@@ -937,3 +939,73 @@ def test_consumerGoneReadsOn() -> None:
     channel.dataReceived(b"y" * 20)
     assert request.completed
     assert pipe.held == b"x" * 10
+
+
+class _SocketTransport(_Transport, FileDescriptor):  # type: ignore[misc]
+    """
+    The in-memory transport, seen as a socket's (a L{FileDescriptor}, whose
+    read size and send limit the channel may change).
+    """
+
+
+def _streamingOnSocket() -> tuple[CGIServeChannel, _SocketTransport]:
+    channel, _, _ = _streaming()
+    transport = _SocketTransport(64 * 1024)
+    channel.transport = transport
+    transport.registerProducer(channel, True)
+    return channel, transport
+
+
+def _sizes(transport: FileDescriptor) -> tuple[int, int]:
+    return (transport.bufferSize, transport.SEND_LIMIT)
+
+
+def test_streamedBodyReadInLargePieces() -> None:
+    """
+    While a body is streamed, a socket transport reads and writes
+    L{STREAM_CHUNK} at a time; once its request is done it has its own sizes
+    back, and other requests never change them.
+    """
+    channel, transport = _streamingOnSocket()
+    own = _sizes(transport)
+    assert own == (64 * 1024, FileDescriptor.SEND_LIMIT)
+    channel.dataReceived(_post(b"/other", 3) + b"abc")
+    assert _sizes(transport) == own
+    channel.dataReceived(_post(b"/stream", 10) + b"abc")
+    [request] = _early
+    assert _sizes(transport) == (STREAM_CHUNK, STREAM_CHUNK)
+    pipe = _Pipe(1000)
+    assert request.stream is not None
+    request.stream.attach(pipe, pipe.close)
+    channel.dataReceived(b"defghij")
+    assert _sizes(transport) == (STREAM_CHUNK, STREAM_CHUNK)
+    request.finish()
+    assert _sizes(transport) == own
+    assert _statuses(transport.value()) == [200, 200]
+
+
+def test_largePiecesUntilTheDiscardedBodyEnds() -> None:
+    """
+    A response over before its body: the sizes stay large while the rest of
+    the body is read and dropped, and are given back at its end, or when
+    the linger runs out.
+    """
+    for ending in (b"x" * 10, None):
+        channel, transport = _streamingOnSocket()
+        channel.dataReceived(_post(b"/stream/refuse", 10))
+        assert _sizes(transport) == (STREAM_CHUNK, STREAM_CHUNK)
+        if ending is None:
+            channel.connectionLost(Failure(ConnectionDone()))
+        else:
+            channel.dataReceived(ending)
+        assert _sizes(transport) == (64 * 1024, FileDescriptor.SEND_LIMIT)
+
+
+def test_tlsKeepsItsSizes() -> None:
+    """
+    A transport that is not a socket's (TLS, a test's) is left alone.
+    """
+    channel, transport, _ = _streaming()
+    channel.dataReceived(_post(b"/stream", 10) + b"abc")
+    assert transport.bufferSize == 1 << 30
+    assert not hasattr(transport, "SEND_LIMIT")
