@@ -1009,3 +1009,20 @@ def test_tlsKeepsItsSizes() -> None:
     channel.dataReceived(_post(b"/stream", 10) + b"abc")
     assert transport.bufferSize == 1 << 30
     assert not hasattr(transport, "SEND_LIMIT")
+
+
+def test_canarySocketTransportSizes() -> None:
+    """
+    Canary: a streamed body widens the socket transport's C{bufferSize}
+    (how much one C{doRead} reads) and C{SEND_LIMIT} (how much one
+    C{doWrite} sends), undocumented attributes of Twisted's
+    C{FileDescriptor} that its TCP connection reads on every call.
+    """
+    import inspect  # noqa: PLC0415
+
+    from twisted.internet import abstract, tcp  # noqa: PLC0415
+
+    assert isinstance(abstract.FileDescriptor.bufferSize, int)
+    assert isinstance(abstract.FileDescriptor.SEND_LIMIT, int)
+    assert "self.bufferSize" in inspect.getsource(tcp.Connection.doRead)
+    assert "self.SEND_LIMIT" in inspect.getsource(abstract.FileDescriptor.doWrite)
