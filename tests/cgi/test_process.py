@@ -10,6 +10,7 @@ C{Real} ones run real shell scripts with the real system calls.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import inspect
 import os
 import signal
@@ -18,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from twisted.internet import error, main, process
@@ -1117,3 +1118,151 @@ def test_realTakeOverAChildStartedInAThread(cleanup: list[int], tmp_path: Any) -
     assert transport.pid is None
     with pytest.raises(ChildProcessError):
         os.waitpid(popen.pid, os.WNOHANG)
+
+
+# Bulk data through the pipes
+
+
+def _pipeSize(fd: int) -> int:
+    size: int = fcntl.fcntl(fd, fcntl.F_GETPIPE_SZ)
+    return size
+
+
+def test_bulkPipesEnlarged() -> None:
+    """
+    Standard input and output, which carry the request body and the
+    response, get a capacity of C{_PIPE_SIZE}; standard error keeps the
+    default.
+    """
+    with open("/proc/sys/fs/pipe-max-size") as f:
+        if int(f.read()) < _cgiprocess._PIPE_SIZE and os.geteuid() != 0:
+            pytest.skip("pipe-max-size is below the size asked for")
+    child, ours = _cgiprocess.makePipes()
+    try:
+        assert _pipeSize(ours[0]) == _cgiprocess._PIPE_SIZE
+        assert _pipeSize(ours[1]) == _cgiprocess._PIPE_SIZE
+        assert _pipeSize(ours[2]) < _cgiprocess._PIPE_SIZE
+    finally:
+        for fd in child + ours:
+            os.close(fd)
+
+
+def test_pipeKeptWhenEnlargingRefused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A refused capacity (a user over its pipe pages) leaves the pipes usable.
+    """
+
+    def refuse(fd: int, cmd: int, arg: int = 0) -> int:
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(fcntl, "fcntl", refuse)
+    child, ours = _cgiprocess.makePipes()
+    try:
+        os.write(ours[0], b"x")
+        assert os.read(child[0], 1) == b"x"
+    finally:
+        for fd in child + ours:
+            os.close(fd)
+
+
+class _Pipes(SimpleNamespace):
+    """
+    What a pipe reader or writer reports to (a L{ScriptPipes}).
+    """
+
+    def childDataReceived(self, name: int, data: bytes) -> None:
+        self.received.append(data)
+
+    def childConnectionLost(self, name: int, reason: Failure) -> None:
+        self.lost.append(reason)
+
+
+@contextlib.contextmanager
+def _pipe(capacity: int) -> Iterator[tuple[int, int]]:
+    readEnd, writeEnd = os.pipe()
+    fcntl.fcntl(writeEnd, fcntl.F_SETPIPE_SZ, capacity)
+    try:
+        yield readEnd, writeEnd
+    finally:
+        for fd in (readEnd, writeEnd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def test_writerWritesAtOnce() -> None:
+    """
+    Standard input's writer hands a chunk to a pipe with room at once,
+    without waiting for the reactor (no writer registered); what the pipe
+    does not take is buffered and follows, in order, when it is writable.
+    """
+    reactor = MemoryReactorClock()
+    owner = _Pipes(received=[], lost=[])
+    with _pipe(4096) as (readEnd, writeEnd):
+        writer = _cgiprocess._PipeWriter(reactor, owner, 0, writeEnd)
+        writer.write(b"abc")
+        assert reactor.getWriters() == []
+        assert os.read(readEnd, 100) == b"abc"
+        writer.write(b"x" * 5000)
+        assert reactor.getWriters() == [writer]
+        writer.write(b"yz")
+        assert os.read(readEnd, 10000) == b"x" * 4096
+        writer.doWrite()
+        assert reactor.getWriters() == []
+        assert os.read(readEnd, 10000) == b"x" * 904 + b"yz"
+
+
+def test_writerToClosedPipe() -> None:
+    """
+    A pipe whose reader is gone (the script closed its input) fails the
+    buffered way: the writer learns it when the reactor writes.
+    """
+    reactor = MemoryReactorClock()
+    owner = _Pipes(received=[], lost=[])
+    with _pipe(4096) as (readEnd, writeEnd):
+        os.close(readEnd)
+        writer = _cgiprocess._PipeWriter(reactor, owner, 0, writeEnd)
+        writer.write(b"abc")
+        assert reactor.getWriters() == [writer]
+        assert writer.doWrite() is not None
+
+
+def test_outputReadWholePipeAtOnce() -> None:
+    """
+    Standard output is read up to a whole enlarged pipe at once.
+    """
+    reactor = MemoryReactorClock()
+    owner = _Pipes(received=[], lost=[])
+    with _pipe(_cgiprocess._PIPE_SIZE) as (readEnd, writeEnd):
+        reader = _cgiprocess._OutputReader(reactor, owner, 1, readEnd)
+        os.write(writeEnd, b"o" * (512 * 1024))
+        reader.doRead()
+        assert owner.received == [b"o" * (512 * 1024)]
+
+
+def test_pullProducerKeptBuffered() -> None:
+    """
+    A pull producer feeding standard input (a spooled body's C{FileSender})
+    is asked for more each time its chunk has been written: its chunks are
+    buffered and written by the reactor, never at once.
+    """
+    reactor = MemoryReactorClock()
+    owner = _Pipes(received=[], lost=[])
+    with _pipe(4096) as (readEnd, writeEnd):
+        writer = _cgiprocess._PipeWriter(reactor, owner, 0, writeEnd)
+        asked: list[int] = []
+
+        class Pull:
+            def resumeProducing(self) -> None:
+                asked.append(1)
+                writer.write(b"chunk")
+
+            def stopProducing(self) -> None:
+                pass
+
+        writer.registerProducer(cast(Any, Pull()), False)
+        assert asked == [1]
+        assert reactor.getWriters() == [writer]
+        writer.doWrite()
+        assert asked == [1, 1]
+        assert os.read(readEnd, 100) == b"chunk"
+        assert reactor.getWriters() == [writer]

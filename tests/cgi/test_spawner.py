@@ -40,7 +40,7 @@ from twisted_cgiserve._cgi.spawner import (
 )
 from twisted_cgiserve._cgi.spawnerwire import (
     SpawnRequest,
-    decode,
+    decodeAll,
     encode,
     receivePacket,
     sendPacket,
@@ -131,10 +131,12 @@ class Peer:
     The server's end of a connection to the spawner.
     """
 
-    def __init__(self, sock: socket.socket) -> None:
+    def __init__(self, sock: socket.socket, reactor: MemoryReactorClock) -> None:
         self.sock = sock
+        self.reactor = reactor
         sock.setblocking(False)
         self.buffer = bytearray(1 << 16)
+        self.packets = 0
 
     def send(self, message: dict[str, Any], fds: Sequence[int] = ()) -> None:
         sendPacket(self.sock, encode(message), fds)
@@ -143,7 +145,12 @@ class Peer:
         sendPacket(self.sock, packet, fds)
 
     def received(self) -> list[dict[str, Any]]:
-        messages = []
+        """
+        What the spawner sent, once its reactor's turn is over (it sends
+        what a turn had to say at the turn's end).
+        """
+        self.reactor.advance(0)
+        messages: list[dict[str, Any]] = []
         while True:
             try:
                 got = receivePacket(self.sock, self.buffer)
@@ -152,7 +159,8 @@ class Peer:
             if got is None:
                 messages.append({"op": "<closed>"})
                 return messages
-            messages.append(decode(got[0]))
+            self.packets += 1
+            messages.extend(decodeAll(got[0]))
 
 
 @pytest.fixture
@@ -184,7 +192,7 @@ class World:
         self.sockets.append(theirs)
         connection = self.spawner.accepted(ours)
         assert connection is not None
-        peer = Peer(theirs)
+        peer = Peer(theirs, self.reactor)
         assert peer.received()[0]["op"] == "hello"
         return connection, peer
 
@@ -260,7 +268,7 @@ def test_greets(world: World) -> None:
         connection = world.spawner.accepted(ours)
         assert connection is not None
         assert connection in world.reactor.readers
-        hello = Peer(theirs).received()[0]
+        hello = Peer(theirs, world.reactor).received()[0]
         assert hello == {"op": "hello", "pid": os.getpid(), "uid": os.getuid()}
 
 
@@ -302,6 +310,49 @@ def test_eventsFollowTheAnswer(world: World) -> None:
     assert peer.received() == [{"op": "ended", "killed": True, "pid": pid}]
     assert connection.scripts == {}
     assert world.spawner.live == set()
+
+
+def test_oneTurnIsOnePacket(world: World) -> None:
+    """
+    What the spawner has to say in one turn of its reactor (answers to
+    the requests it read, exits, ends) goes at the turn's end in one
+    packet, in order: one wake-up of the server for all of it.
+    """
+    connection, peer = world.connect()
+    fds = [fd for _ in range(4) for fd in os.pipe()]
+    try:
+        for ident, executable in ((1, "/bin/true"), (2, "/exits-at-once")):
+            request = SpawnRequest(ident, executable, ["x"], {}, "/tmp")
+            peer.send(request.message(), fds[:3])
+    finally:
+        for fd in fds:
+            os.close(fd)
+    connection.doRead()
+    first, second = sorted(connection.scripts)
+    connection.scripts[first].transport.exit(0)
+    connection.scripts[first].transport.end()
+    peer.packets = 0
+    assert peer.received() == [
+        {"op": "spawned", "id": 1, "pid": first},
+        {"op": "spawned", "id": 2, "pid": second},
+        {"op": "exited", "status": 0, "pid": second},
+        {"op": "exited", "status": 0, "pid": first},
+        {"op": "ended", "killed": False, "pid": first},
+    ]
+    assert peer.packets == 1
+
+
+def test_closedConnectionSendsNothingMore(world: World) -> None:
+    """
+    Messages of a turn whose connection closes before its end are dropped
+    with it, and a flush then sends nothing.
+    """
+    connection, peer = world.connect()
+    connection.send({"op": "note"})
+    connection.close()
+    connection.flush()
+    world.reactor.advance(0)
+    assert peer.received() == [{"op": "<closed>"}]
 
 
 def test_execErrorIsAnswered(world: World) -> None:
@@ -676,9 +727,11 @@ def test_slowPeerGetsItsMessagesInOrder(world: World) -> None:
     count = 0
     while connection not in world.reactor.writers:
         connection.send({"op": "note", "n": count, "pad": big})
+        connection.flush()
         count += 1
         assert count < 10_000
     connection.send({"op": "note", "n": count, "pad": big})
+    connection.flush()
     got = peer.received()
     connection.doWrite()
     got += peer.received()
@@ -692,6 +745,7 @@ def test_sendingToAGonePeerCloses(world: World) -> None:
     connection, peer = world.connect()
     peer.sock.close()
     connection.send({"op": "note"})
+    world.reactor.advance(0)
     assert connection.closed
     assert connection.fileno() == -1
     connection.send({"op": "ignored"})

@@ -41,6 +41,7 @@ from twisted_cgiserve._cgi.spawnerwire import (
     ENVIRONMENT_VARIABLE,
     decode,
     encode,
+    encodeBatch,
     receivePacket,
     sendPacket,
 )
@@ -601,6 +602,79 @@ def test_doReadDispatches(cw: ClientWorld) -> None:
     for _, fds in cw.spawner.requests():
         for fd in fds:
             os.close(fd)
+
+
+def test_batchesAreDispatchedInOrder(cw: ClientWorld) -> None:
+    """
+    A packet holding several messages (the spawner sends a turn's worth at
+    once) is acted on message by message, in order; a bad one is logged
+    and dropped whole.
+    """
+    script = cw.spawn()
+    [packet] = encodeBatch(
+        [
+            {"op": "spawned", "id": 1, "pid": 10},
+            {"op": "exited", "pid": 10, "status": 3},
+            {"op": "ended", "pid": 10, "killed": False},
+        ]
+    )
+    sendPacket(cw.spawner.sock, b'[{"op": "exited", "pid": 10}, 7]')
+    sendPacket(cw.spawner.sock, packet)
+    cw.client.doRead()
+    assert script.status == 3
+    assert script.pid is None
+    assert cw.client._scripts == {}
+    for _, fds in cw.spawner.requests():
+        for fd in fds:
+            os.close(fd)
+
+
+def test_answerAmidABatch(cw: ClientWorld) -> None:
+    """
+    The message waited for may come amid others in one packet: those
+    before and after it wait for the reactor, in order.
+    """
+    first = cw.spawn()
+    [packet] = encodeBatch(
+        [
+            {"op": "spawned", "id": 1, "pid": 10},
+            {"op": "hello", "pid": 1},
+            {"op": "exited", "pid": 10, "status": 0},
+        ]
+    )
+    sendPacket(cw.spawner.sock, packet)
+    sock = cw.client._sock
+    assert sock is not None
+    assert cw.client._await(sock, lambda m: m["op"] == "hello", 1)["pid"] == 1
+    assert first.pid is None
+    cw.reactor.advance(0)
+    assert first.pid == 10
+    assert first.status == 0
+    for _, fds in cw.spawner.requests():
+        for fd in fds:
+            os.close(fd)
+
+
+def test_batchBeforeAHangUp(cw: ClientWorld) -> None:
+    """
+    A last batch read as the connection is let go is acted on before the
+    scripts are lost.
+    """
+    script = cw.spawn()
+    for _, fds in cw.spawner.requests():
+        for fd in fds:
+            os.close(fd)
+    [packet] = encodeBatch(
+        [
+            {"op": "spawned", "id": 1, "pid": 10},
+            {"op": "exited", "pid": 10, "status": 4},
+        ]
+    )
+    sendPacket(cw.spawner.sock, packet)
+    cw.spawner.sock.close()
+    cw.client.connectionLost(Failure(Exception()))
+    assert script.status == 4
+    assert script.pid is None
 
 
 def test_spawnerGoneMeansRefusedAndScriptsLost(cw: ClientWorld) -> None:

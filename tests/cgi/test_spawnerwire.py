@@ -13,10 +13,13 @@ from collections.abc import Iterator
 import pytest
 
 from twisted_cgiserve._cgi.spawnerwire import (
+    BATCH_BYTES,
     SpawnRequest,
     WireError,
     decode,
+    decodeAll,
     encode,
+    encodeBatch,
     graceOf,
     parseSpawn,
     pidOf,
@@ -73,6 +76,53 @@ def test_decodeRefusesDeepNesting() -> None:
     """
     with pytest.raises(WireError):
         decode(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_batchOfOneIsItsMessage() -> None:
+    """
+    One message alone goes as its own object, which L{decode} reads too.
+    """
+    message = {"op": "exited", "pid": 3, "status": 0}
+    assert encodeBatch([message]) == [encode(message)]
+    assert decodeAll(encode(message)) == [message]
+    assert encodeBatch([]) == []
+
+
+def test_batchIsOnePacketInOrder() -> None:
+    """
+    Several messages go in one packet, a JSON array, and come back in
+    order.
+    """
+    messages = [{"op": "ended", "pid": n, "killed": False} for n in range(50)]
+    [packet] = encodeBatch(messages)
+    assert packet.startswith(b"[")
+    assert decodeAll(packet) == messages
+
+
+def test_largeBatchIsSplit() -> None:
+    """
+    A batch larger than L{BATCH_BYTES} goes in several packets, none
+    larger, every message once and in order.
+    """
+    messages = [{"op": "note", "n": n, "pad": "x" * 100} for n in range(1000)]
+    packets = encodeBatch(messages)
+    assert len(packets) > 1
+    assert all(len(packet) <= BATCH_BYTES for packet in packets)
+    assert [m for packet in packets for m in decodeAll(packet)] == messages
+
+
+@pytest.mark.parametrize(
+    "packet",
+    [b"", b"not json", b"[1, 2]", b'[{"op": "x"}, {"no": "op"}]', b"3", b"\xff"],
+)
+def test_decodeAllRefusesNonMessages(packet: bytes) -> None:
+    with pytest.raises(WireError):
+        decodeAll(packet)
+
+
+def test_decodeAllRefusesDeepNesting() -> None:
+    with pytest.raises(WireError):
+        decodeAll(b"[" * 100_000 + b"]" * 100_000)
 
 
 # --------------------------------------------------------------------------

@@ -68,7 +68,7 @@ from twisted_cgiserve._cgi.spawnerwire import (
     ENVIRONMENT_VARIABLE,
     SpawnRequest,
     WireError,
-    decode,
+    decodeAll,
     encode,
     receivePacket,
     sendPacket,
@@ -636,12 +636,17 @@ class SpawnerClient:
             for fd in fds:
                 os.close(fd)
             try:
-                message = decode(packet)
+                messages = decodeAll(packet)
             except WireError:
                 continue
-            if isAnswer(message):
-                return message
-            self._queue(message)
+            answer = None
+            for message in messages:
+                if answer is None and isAnswer(message):
+                    answer = message
+                else:
+                    self._queue(message)
+            if answer is not None:
+                return answer
 
     def request(self, message: dict[str, Any]) -> None:
         """
@@ -782,7 +787,8 @@ class SpawnerClient:
         for fd in fds:
             os.close(fd)
         with contextlib.suppress(WireError):
-            self._dispatch(decode(packet))
+            for message in decodeAll(packet):
+                self._dispatch(message)
         self._lost("it closed the connection")
 
     def doRead(self) -> None:
@@ -807,9 +813,12 @@ class SpawnerClient:
             for fd in fds:
                 os.close(fd)
             try:
-                self._dispatch(decode(packet))
+                messages = decodeAll(packet)
             except WireError as e:
                 _log.error("CGI spawner sent a bad message: {error}", error=e)
+                continue
+            for message in messages:
+                self._dispatch(message)
 
     def _queue(self, message: dict[str, Any]) -> None:
         self._pending.append(message)

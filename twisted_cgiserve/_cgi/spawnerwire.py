@@ -27,6 +27,15 @@ From the spawner, for a script it started for this connection:
  - C{exited}: C{pid}, C{status} (negative: the signal that killed it).
  - C{ended}: C{pid}, C{killed}: nothing of its group is left, its leader
    is reaped, and the PID means nothing any more.
+
+The spawner sends what it has to say at the end of its reactor's turn, in
+one packet for each connection (L{encodeBatch}): a JSON array of messages
+when there are several (answers, exits and ends of scripts that fell in
+the same turn; a group scan ends many at once). Each packet wakes the
+server up, and on a machine whose cores are all busy such a wake-up costs
+as much as the message itself; under load most packets carry several
+messages. A packet holding one message is that message's object, so the
+server reads both shapes (L{decodeAll}).
 """
 
 from __future__ import annotations
@@ -41,12 +50,15 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "BATCH_BYTES",
     "ENVIRONMENT_VARIABLE",
     "MAX_MESSAGE",
     "SpawnRequest",
     "WireError",
     "decode",
+    "decodeAll",
     "encode",
+    "encodeBatch",
     "graceOf",
     "parseSpawn",
     "pidOf",
@@ -130,6 +142,57 @@ def encode(message: dict[str, Any]) -> bytes:
     One message as the bytes of its packet.
     """
     return _encoder.encode(message).encode("ascii")
+
+
+# The most of a batch's messages in one packet: far below what the server
+# receives at once (64 KiB), whatever the messages' lengths (a message from
+# the spawner is a few hundred bytes at most).
+BATCH_BYTES = 16 * 1024
+
+
+def encodeBatch(messages: Sequence[dict[str, Any]]) -> list[bytes]:
+    """
+    C{messages}, in order, as few packets as fit L{BATCH_BYTES} each: one
+    message alone is its object, several a JSON array.
+    """
+    packets: list[bytes] = []
+    parts: list[bytes] = []
+    size = 0
+    for message in messages:
+        part = encode(message)
+        if parts and size + len(part) > BATCH_BYTES:
+            packets.append(_joined(parts))
+            parts, size = [], 0
+        parts.append(part)
+        size += len(part) + 1
+    if parts:
+        packets.append(_joined(parts))
+    return packets
+
+
+def _joined(parts: list[bytes]) -> bytes:
+    if len(parts) == 1:
+        return parts[0]
+    return b"[" + b",".join(parts) + b"]"
+
+
+def decodeAll(packet: bytes) -> list[dict[str, Any]]:
+    """
+    The messages in C{packet}: one object, or an array of them (see
+    L{encodeBatch}).
+
+    @raise WireError: It is neither, or an element is not a message (none
+        of the packet's messages is returned then).
+    """
+    try:
+        value = json.loads(packet)
+    except (ValueError, RecursionError) as e:
+        raise WireError(f"not JSON: {e}") from None
+    messages = value if isinstance(value, list) else [value]
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("op"), str):
+            raise WireError("not a message")
+    return messages
 
 
 def decode(packet: bytes) -> dict[str, Any]:
