@@ -19,7 +19,13 @@ from twisted.internet.error import (
     ReactorNotRunning,
 )
 from twisted.internet.testing import MemoryReactorClock
-from twisted.logger import ILogObserver, LogLevel, eventAsJSON, globalLogPublisher
+from twisted.logger import (
+    ILogObserver,
+    LogLevel,
+    eventAsJSON,
+    formatEvent,
+    globalLogPublisher,
+)
 from twisted.python.failure import Failure
 
 from twisted_cgiserve._service import supervisor as _supervisor
@@ -90,8 +96,11 @@ class FakeReactor(MemoryReactorClock):
         self.nextPid = 1000
         self.running = True
         self.stops = 0
+        self.refuse: OSError | None = None
 
     def spawnProcess(self, protocol: Any, executable: str, args: Any, **kw: Any) -> Any:
+        if self.refuse is not None:
+            raise self.refuse
         self.nextPid += 1
         transport = FakeProcess(self.nextPid)
         protocol.makeConnection(transport)
@@ -346,6 +355,23 @@ def test_workerThatNeverServedStopsTheServer(harness: Harness) -> None:
     harness.end(1, ProcessTerminated(exitCode=2))
     assert harness.exits == [1]
     assert harness.supervisor._restarts == {}
+
+
+def test_workerThatCannotBeRunStopsTheServer(
+    caplogEvents: list[dict[str, Any]],
+) -> None:
+    """
+    A worker whose program cannot be run at all (the server's user may not
+    execute this Python) ends the server with status 1 and one error line,
+    instead of a traceback and a server that listens but never answers.
+    """
+    harness = Harness()
+    harness.reactor.refuse = PermissionError(13, "Permission denied")
+    harness.start()
+    assert harness.exits == [1]
+    assert harness.supervisor.workers == {}
+    errors = [formatEvent(e) for e in caplogEvents if e["log_level"] == LogLevel.error]
+    assert errors == ["Worker 1 cannot be started: Permission denied; stopping."]
 
 
 def test_hangUpPassedToEveryWorker(harness: Harness) -> None:

@@ -264,6 +264,8 @@ class Supervisor(Service):
         self._notifyPorts: list[Any] = []
         self._watchdog: LoopingCall | None = None
         self._fds: list[int] = []
+        # The workers' program could not be run: nothing more is started.
+        self._unrunnable = False
 
     # Starting
 
@@ -294,7 +296,7 @@ class Supervisor(Service):
 
     def _start(self, index: int) -> None:
         self._restarts.pop(index, None)
-        if self._stopping:
+        if self._stopping or self._unrunnable:
             return
         extra = dict(self._environment()) if self._environment is not None else {}
         env = workerEnvironment(
@@ -309,10 +311,22 @@ class Supervisor(Service):
             childFDs[FIRST_LISTEN_FD + i] = fd
         worker = WorkerProtocol(index, self._ended, self._stdout)
         worker.startedAt = self._reactor.seconds()
+        try:
+            self._reactor.spawnProcess(
+                worker, self._arguments[0], self._arguments, env=env, childFDs=childFDs
+            )
+        except OSError as e:
+            # Its program cannot be run at all (say, the server's user may
+            # not execute this Python): no restart can help.
+            _log.error(
+                "Worker {index} cannot be started: {error}; stopping.",
+                index=index,
+                error=e.strerror or e,
+            )
+            self._unrunnable = True
+            self._exitWith(1)
+            return
         self.workers[index] = worker
-        self._reactor.spawnProcess(
-            worker, self._arguments[0], self._arguments, env=env, childFDs=childFDs
-        )
         _log.info("Started worker {index} (PID {pid}).", index=index, pid=worker.pid)
 
     # Ending
