@@ -16,6 +16,7 @@ import os
 import pwd
 import shutil
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -399,3 +400,44 @@ def test_clientGoneWhileItsScriptStartsLeavesNothing(
         assert fetch(server.port, "/cgi-bin/hello.sh").status == 200
     finally:
         assert server.stop() == 0
+
+
+def spawnerAddress(server: Server) -> str:
+    """
+    The spawner's abstract socket name, as any local process can read it
+    in C{/proc/net/unix}.
+    """
+    prefix = f"@cgiserve-spawner-{server.process.pid}-"
+    for line in Path("/proc/net/unix").read_text().splitlines():
+        name = line.split()[-1]
+        if name.startswith(prefix):
+            return "\0" + name[1:]
+    raise AssertionError("no spawner socket in /proc/net/unix")
+
+
+@needsRoot
+def test_scriptsUserCannotReachTheSpawner(server: Server) -> None:
+    """
+    A process running as --cgi-user (what every script runs as) that finds
+    the spawner's socket is refused: it could otherwise start processes
+    outside the process cap, or end other scripts.
+    """
+    address = spawnerAddress(server)
+    fetch(server.port, "/cgi-bin/hello.sh")
+    child = os.fork()
+    if child == 0:  # pragma: no cover (the child)
+        status = 1
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            sock.settimeout(5)
+            sock.connect(address)
+            status = 0 if sock.recv(4096) == b"" else 2
+        finally:
+            os._exit(status)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, "nobody was let in"
+    # The server's own connection still works.
+    assert fetch(server.port, "/cgi-bin/hello.sh").body == b"hello\n"

@@ -20,8 +20,9 @@ What it does
 
 The server (and each worker of C{--workers}) connects to the spawner's
 abstract-namespace Unix socket; a peer is let in only if C{SO_PEERCRED}
-says it runs as root, as the spawner's own user, or as one of the users
-the server named (C{--allow-uid}). The messages are those of
+says it runs as root or as one of the users the server named
+(C{--allow-uid}: its own, twistd's C{--uid}), never as C{--cgi-user} for
+being the spawner's user, so that scripts cannot reach it. The messages are those of
 L{twisted_cgiserve._cgi.spawnerwire}. For each C{spawn} request the
 spawner starts the script with the three descriptors it received, closes
 its copies, and answers with the PID or the exec's error. What it has to
@@ -380,8 +381,10 @@ class Spawner:
             limit).
         @param grace: Seconds between C{SIGTERM} and C{SIGKILL} when a
             connection or the spawner itself goes away.
-        @param allowedUids: Besides root and the spawner's own user, who
-            may connect.
+        @param allowedUids: Besides root, who may connect: the server's
+            users (its own and twistd's C{--uid}). Never the spawner's own
+            user for being it: as root, that is C{--cgi-user}, and the
+            scripts themselves would then reach the spawner.
         @param launch: What starts a script's process, given the request
             and its three descriptors (which it closes): a L{Deferred}
             firing with the child (a C{Popen}), or failing with the exec's
@@ -395,7 +398,7 @@ class Spawner:
         self.reactor = reactor
         self.maxProcesses = maxProcesses
         self.grace = grace
-        self.allowedUids = {0, os.getuid(), *allowedUids}
+        self.allowedUids = {0, *allowedUids}
         self.live: set[_ScriptEvents] = set()
         # Scripts being started (in a launch thread): they count against
         # the cap, and the spawner does not exit before they are known.
