@@ -1050,14 +1050,21 @@ def test_makePipesCleansUpOnFailure(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_scriptPipesHooks() -> None:
     """
-    The base of every script transport leaves its hooks to subclasses.
+    The base of every script transport leaves its hooks to subclasses, and
+    reports the end once: when the group is gone and every pipe closed.
     """
-    pipes = _cgiprocess.ScriptPipes(MemoryReactorClock(), Recorder(), None)
+    protocol = Recorder()
+    pipes = _cgiprocess.ScriptPipes(MemoryReactorClock(), protocol, None)
     assert pipes.pipes == {}
     with pytest.raises(NotImplementedError):
         pipes._leaderExiting()
-    with pytest.raises(NotImplementedError):
-        pipes._maybeEnded()
+    pipes.pid, pipes._reason, pipes._endedSent = 7, error.ProcessDone(0), False
+    pipes._maybeEnded()
+    assert protocol.names() == []
+    pipes.pid = None
+    pipes._maybeEnded()
+    pipes._maybeEnded()
+    assert protocol.names() == ["ended"]
     pipes._lookAtLeader()
     assert pipes.getPeer() is None and pipes.getHost() is None
 

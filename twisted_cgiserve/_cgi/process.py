@@ -289,6 +289,12 @@ class ScriptPipes:
     @ivar pipes: The pipes still open, by child file descriptor.
     """
 
+    # Set by the subclasses: the leader's PID until it is reaped, why the
+    # group ended once it has, and whether processEnded was called.
+    pid: int | None
+    _reason: BaseException | None
+    _endedSent: bool
+
     def __init__(
         self,
         reactor: Any,
@@ -328,9 +334,19 @@ class ScriptPipes:
 
     def _maybeEnded(self) -> None:
         """
-        Report the end to the protocol if nothing is left.
+        Report the end to the protocol, once: when the group is gone (no
+        PID any more, a reason known), every pipe is closed and no end of
+        output is held back.
         """
-        raise NotImplementedError()
+        if (
+            self.pid is None
+            and self._reason is not None
+            and not self.pipes
+            and not self._heldEOF
+            and not self._endedSent
+        ):
+            self._endedSent = True
+            self.proto.processEnded(Failure(self._reason))
 
     # The pipes, called by ProcessReader and ProcessWriter.
 
@@ -633,17 +649,6 @@ class ScriptProcess(ScriptPipes):
         for done in waiting:
             done.callback(self._killed)
         self._maybeEnded()
-
-    def _maybeEnded(self) -> None:
-        if (
-            self.pid is None
-            and self._reason is not None
-            and not self.pipes
-            and not self._heldEOF
-            and not self._endedSent
-        ):
-            self._endedSent = True
-            self.proto.processEnded(Failure(self._reason))
 
     @property
     def killed(self) -> bool:

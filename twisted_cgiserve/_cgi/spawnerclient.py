@@ -244,17 +244,6 @@ class RemoteScript(ScriptPipes):
             return False
         return self._kernel.exiting(self.pid)
 
-    def _maybeEnded(self) -> None:
-        if (
-            self.pid is None
-            and self._reason is not None
-            and not self.pipes
-            and not self._heldEOF
-            and not self._endedSent
-        ):
-            self._endedSent = True
-            self.proto.processEnded(Failure(self._reason))
-
     # IScriptTransport
 
     def terminate(self, grace: float) -> Deferred[bool]:
