@@ -320,18 +320,25 @@ StartScript = Callable[..., ScriptProcess]
 Launch = Callable[[SpawnRequest, tuple[int, int, int]], "Deferred[object]"]
 
 
-def launchHere(request: SpawnRequest, stdio: tuple[int, int, int]) -> Deferred[object]:
+def _start(request: SpawnRequest, stdio: tuple[int, int, int]) -> object:
     """
-    Start C{request}'s script on the calling thread (see L{startScript}).
+    Start C{request}'s script with C{stdio} (see L{startScript}), on the
+    calling thread.
     """
-    return maybeDeferred(
-        startScript,
+    return startScript(
         request.executable,
         request.argv,
         environment=request.environment,
         directory=request.directory,
         stdio=stdio,
     )
+
+
+def launchHere(request: SpawnRequest, stdio: tuple[int, int, int]) -> Deferred[object]:
+    """
+    Start C{request}'s script on the reactor's thread.
+    """
+    return maybeDeferred(_start, request, stdio)
 
 
 def launchInThreads(reactor: Any, pool: ThreadPool) -> Launch:
@@ -343,16 +350,7 @@ def launchInThreads(reactor: Any, pool: ThreadPool) -> Launch:
     """
 
     def launch(request: SpawnRequest, stdio: tuple[int, int, int]) -> Deferred[object]:
-        return deferToThreadPool(
-            reactor,
-            pool,
-            startScript,
-            request.executable,
-            request.argv,
-            environment=request.environment,
-            directory=request.directory,
-            stdio=stdio,
-        )
+        return deferToThreadPool(reactor, pool, _start, request, stdio)
 
     return launch
 
