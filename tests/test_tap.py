@@ -16,9 +16,11 @@ from twisted.internet.testing import MemoryReactorClock as MemoryReactor
 from tests.support.certs import makeCertificate
 from twisted_cgiserve import tap
 from twisted_cgiserve._cgi.spawnerclient import SpawnerService
+from twisted_cgiserve._http.request import CGIServeRequest
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.listen import ListeningService
 from twisted_cgiserve._service.ports import parsePort
+from twisted_cgiserve._service.proxyprotocol import ProxyHeaderFactory
 from twisted_cgiserve._service.reload import ReloadService
 from twisted_cgiserve._service.shutdown import ShutdownService
 from twisted_cgiserve._service.systemd import ReadinessService
@@ -467,3 +469,164 @@ def test_accessLogCannotOpen(
         f"twistd cgiserve: cannot open --access-log {str(log)!r}: "
         "No such file or directory"
     ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--trusted-proxy", "10.0.0.1/8"], "--trusted-proxy '10.0.0.1/8' is not"),
+        (["--trusted-proxy", "proxy.example"], "is not an address or network"),
+        (["--forwarded-header", "X-Real-IP"], "must be X-Forwarded-For or Forwarded"),
+        (["--proxy-protocol", "--port", "tcp:80"], "no --port uses it"),
+    ],
+)
+def test_forwardingUsageErrors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    A bad --trusted-proxy or --forwarded-header exits with status 2 and one
+    line on standard error.
+    """
+    with pytest.raises(SystemExit) as exit:
+        _parse(*args)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_proxyProtocol(tmp_path: Path) -> None:
+    """
+    --proxy-protocol makes bare-number (with or without --bind) and
+    systemd: ports expect a PROXY header, timed by --header-timeout; a
+    description says for itself.
+    """
+    options = _parse(
+        "--directory", str(tmp_path), "--proxy-protocol", "--header-timeout", "7",
+        "--port", "8000", "--port", "tcp:8001",
+    )  # fmt: skip
+    assert [spec.proxy for spec in options.config.listen] == [True, False]
+    assert parsePort("systemd:domain=INET:index=0", None, proxy=True).proxy
+    assert not parsePort("unix:/run/s", None, proxy=True).proxy
+    reactor = MemoryReactor()
+    makeService(options, reactor=reactor).privilegedStartService()
+    first, second = (factory for _p, factory, _b, _i in reactor.tcpServers)
+    assert isinstance(first, ProxyHeaderFactory)
+    assert (first.wrappedFactory, first.timeout) == (second, 7)
+    options = _parse("--directory", str(tmp_path), "--bind", "127.0.0.1", "8000")
+    assert [spec.proxy for spec in options.config.listen] == [False]
+    options = _parse("-d", str(tmp_path), "--proxy-protocol", "-b", "127.0.0.1", "80")
+    assert [spec.proxy for spec in options.config.listen] == [True]
+
+
+def test_trustedProxies(tmp_path: Path) -> None:
+    """
+    --trusted-proxy (repeatable) gives the site requests that believe
+    those proxies' --forwarded-header; without it, the plain ones.
+    """
+
+    def site(*args: str) -> object:
+        options = _parse("--directory", str(tmp_path), "--port", "tcp:8000", *args)
+        reactor = MemoryReactor()
+        makeService(options, reactor=reactor).privilegedStartService()
+        [(_p, factory, _b, _i)] = reactor.tcpServers
+        return factory
+
+    assert site().requestFactory is CGIServeRequest  # type: ignore[attr-defined]
+    factory = site(
+        "--trusted-proxy", "10.0.0.0/8", "--trusted-proxy", "::1",
+        "--forwarded-header", "Forwarded",
+    )  # fmt: skip
+    proxies = factory.requestFactory.trustedProxies  # type: ignore[attr-defined]
+    assert [str(n) for n in proxies.networks] == ["10.0.0.0/8", "::1/128"]
+    assert proxies.header == "forwarded"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--metrics", "metrics"], "--metrics 'metrics' must be a URL path"),
+        (["--metrics", "/metrics/"], "say /metrics"),
+        (["--metrics", "/"], "not the root"),
+        (["--metrics", "/m?x"], "no query"),
+        (["--metrics-allow", "10.0.0.0/8"], "--metrics-allow requires --metrics"),
+        (["--metrics", "/m", "--metrics-allow", "10.0.0.1/8"], "has host bits set"),
+        (["--metrics", "/m", "--metrics-allow", "localhost"], "is not an address"),
+    ],
+)
+def test_metricsUsageErrors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    A bad --metrics or --metrics-allow exits with status 2 and one line on
+    standard error.
+    """
+    with pytest.raises(SystemExit) as exit:
+        _parse(*args)
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert message in err
+
+
+def test_metrics(tmp_path: Path) -> None:
+    """
+    --metrics gives the site, the TLS reloads and the tree one set of
+    metrics, its page at the path, for loopback or the --metrics-allow
+    networks; without it, nothing counts.
+    """
+    from twisted_cgiserve._http.metrics import ServerMetrics  # noqa: PLC0415
+    from twisted_cgiserve._http.metricspage import LOOPBACK  # noqa: PLC0415
+
+    cert = makeCertificate(tmp_path / "tls")
+    tls = ["--tls-cert", str(cert.cert), "--tls-key", str(cert.key)]
+
+    def site(*args: str) -> object:
+        options = _parse("--directory", str(tmp_path), "--port", "8000", *tls, *args)
+        reactor = MemoryReactor()
+        makeService(options, reactor=reactor).privilegedStartService()
+        [(_p, factory, _b, _i)] = reactor.tcpServers
+        return factory.wrappedFactory  # type: ignore[attr-defined]
+
+    assert site().metrics is None  # type: ignore[attr-defined]
+    plain = site("--metrics", "/metrics")
+    metrics = plain.metrics  # type: ignore[attr-defined]
+    assert isinstance(metrics, ServerMetrics)
+    page = plain.resource._metricsPage  # type: ignore[attr-defined]
+    assert (page.segments, page.allowed) == (("metrics",), LOOPBACK)
+    assert plain.resource._cgi._metrics is metrics  # type: ignore[attr-defined]
+    allowed = site(
+        "--metrics", "/status/metrics",
+        "--metrics-allow", "10.0.0.0/8", "--metrics-allow", "::1",
+    )  # fmt: skip
+    page = allowed.resource._metricsPage  # type: ignore[attr-defined]
+    assert page.segments == ("status", "metrics")
+    assert [str(n) for n in page.allowed] == ["10.0.0.0/8", "::1/128"]
+
+
+def test_metricsWithWorkers(tmp_path: Path) -> None:
+    """
+    With --workers, the parent makes the workers' shared metrics directory
+    (before the supervisor starts them, removed after they have all
+    stopped), names it in their environment and tells it when one ends.
+    """
+    from twisted_cgiserve._service.metricsdir import MetricsDirectory  # noqa: PLC0415
+    from twisted_cgiserve._service.supervisor import Supervisor  # noqa: PLC0415
+
+    options = _parse(
+        "--directory", str(tmp_path), "--port", "tcp:8000", "--no-cgi",
+        "--workers", "2", "--metrics", "/metrics",
+    )  # fmt: skip
+    service = makeService(options, reactor=MemoryReactor())
+    children = list(service)
+    [directory] = [c for c in children if isinstance(c, MetricsDirectory)]
+    [supervisor] = [c for c in children if isinstance(c, Supervisor)]
+    assert children.index(directory) < children.index(supervisor)
+    assert supervisor._environment == directory.environment
+    assert supervisor._workerEnded == directory.workerEnded
+    options = _parse(
+        "--directory", str(tmp_path), "--port", "tcp:8000", "--no-cgi",
+        "--workers", "2",
+    )  # fmt: skip
+    children = list(makeService(options, reactor=MemoryReactor()))
+    assert not any(isinstance(c, MetricsDirectory) for c in children)

@@ -7,7 +7,7 @@ to the static half or the CGI half.
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
@@ -27,6 +27,11 @@ from twisted_cgiserve._static.resource import (
     resourcePath,
 )
 
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
+    from twisted_cgiserve._http.metricspage import MetricsPage
+
 __all__ = ["buildRoot", "makeRootResource"]
 
 
@@ -44,6 +49,9 @@ class _Root(Resource):
         user: tuple[int, int] | None,
         reactor: Any = None,
         spawn: SpawnScript | None = None,
+        *,
+        metrics: ServerMetrics | None = None,
+        metricsPage: MetricsPage | None = None,
     ) -> None:
         """
         @param user: The user and group scripts run as, already looked up
@@ -51,8 +59,12 @@ class _Root(Resource):
         @param spawn: What starts scripts: the server's CGI spawner, or
             L{None} for the gateway's default, the process itself (as an
             embedded tree does).
+        @param metrics: What counts the scripts' runs (C{--metrics}).
+        @param metricsPage: C{--metrics}: its page, which takes its path
+            before any file or script of that name.
         """
         super().__init__()
+        self._metricsPage = metricsPage
         self._settings = settings
         self._directory = directory
         # What counts as a script: decided here, on the one resolved path,
@@ -95,6 +107,7 @@ class _Root(Resource):
             timeout=settings.cgiTimeout,
             maxProcesses=settings.cgiMaxProcesses,
             debug=settings.cgiDebug,
+            metrics=metrics,
             **({} if spawn is None else {"spawn": spawn}),
         )
 
@@ -115,6 +128,8 @@ class _Root(Resource):
         try:
             resolved = resolvePath(resourcePath(request))
         except BadRequestPath:
+            return False
+        if self._metricsPage is not None and self._metricsPage.matches(resolved):
             return False
         return self._rules.claim(self._directory, resolved) is not None
 
@@ -142,6 +157,11 @@ class _Root(Resource):
             if not static:
                 return refuseMethod(request)
             return sendError(request, 400, "Bad request path")
+        if self._metricsPage is not None and self._metricsPage.matches(resolved):
+            # However the path is spelt; methods as for a file.
+            if not static:
+                return refuseMethod(request)
+            return self._metricsPage.render(request)
         if settings.cgiEnabled:
             claim = self._rules.claim(self._directory, resolved)
             if claim is not None:
@@ -184,10 +204,21 @@ def buildRoot(
     user: tuple[int, int] | None,
     reactor: Any = None,
     spawn: SpawnScript | None = None,
+    *,
+    metrics: ServerMetrics | None = None,
+    metricsPage: MetricsPage | None = None,
 ) -> _Root:
     """
     The tree of L{makeRootResource}, with the checks already made, and
     scripts started by C{spawn}: C{twistd cgiserve} hands in its CGI
-    spawner's.
+    spawner's, and its C{--metrics} counters and page.
     """
-    return _Root(os.path.abspath(directory), settings, user, reactor, spawn)
+    return _Root(
+        os.path.abspath(directory),
+        settings,
+        user,
+        reactor,
+        spawn,
+        metrics=metrics,
+        metricsPage=metricsPage,
+    )

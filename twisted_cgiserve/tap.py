@@ -31,15 +31,26 @@ from twisted_cgiserve._cgi.protocol import KILL_GRACE
 from twisted_cgiserve._cgi.spawnerclient import spawnerService
 from twisted_cgiserve._http.accesslog import AccessLog
 from twisted_cgiserve._http.basicauth import BasicAuthResource
+from twisted_cgiserve._http.forwarded import HEADERS as FORWARDED_HEADERS
+from twisted_cgiserve._http.forwarded import X_FORWARDED_FOR, TrustedProxies
 from twisted_cgiserve._http.grammar import HOP_BY_HOP, TOKEN
 from twisted_cgiserve._http.htpasswd import HtpasswdError
+from twisted_cgiserve._http.metricspage import (
+    LOOPBACK,
+    MetricsPage,
+    Network,
+    parseMetricsPath,
+    parseNetwork,
+)
 from twisted_cgiserve._http.paths import DEFAULT_CGI_DIRECTORIES, normaliseCGIDirectory
+from twisted_cgiserve._http.request import trustingRequests
 from twisted_cgiserve._http.site import CGIServeSite
 from twisted_cgiserve._root import buildRoot
 from twisted_cgiserve._service.authentication import protect
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.endpoints import checkDescription, endpointFor
 from twisted_cgiserve._service.listen import ListeningService
+from twisted_cgiserve._service.metricsdir import MetricsDirectory
 from twisted_cgiserve._service.ports import ListenSpec, parsePort
 from twisted_cgiserve._service.reload import ReloadService
 from twisted_cgiserve._service.shutdown import ShutdownService
@@ -226,6 +237,13 @@ class Options(usage.Options):
             None,
             "Answer 404 for a directory without an index file instead of listing it.",
         ],
+        [
+            "proxy-protocol",
+            None,
+            "Every connection to a bare-number or systemd: port starts with a "
+            "PROXY protocol header (v1 or v2, as haproxy's send-proxy sends), "
+            "before TLS; one without it is closed.",
+        ],
     ]
 
     optParameters = [
@@ -357,6 +375,21 @@ class Options(usage.Options):
             "Worker processes serving the same ports, under a parent that "
             "serves nothing ('auto': one per CPU); 1: one process, no parent.",
         ],
+        [
+            "metrics",
+            None,
+            None,
+            "Serve Prometheus metrics at this URL path (as /metrics), to "
+            "127.0.0.1 and ::1 only unless --metrics-allow is given; others "
+            "get 404. Default: off.",
+        ],
+        [
+            "forwarded-header",
+            None,
+            X_FORWARDED_FOR,
+            "The header a --trusted-proxy names the client in: "
+            "X-Forwarded-For (with X-Forwarded-Proto) or Forwarded (RFC 7239).",
+        ],
     ]
 
     compData = usage.Completions(
@@ -378,6 +411,11 @@ class Options(usage.Options):
         self["auth-paths"] = []
         self["indexes"] = []
         self["mime-types"] = []
+        self["trusted-proxies"] = []
+        self.trustedProxies: TrustedProxies | None = None
+        # --metrics: the page's path (its segments) and who may read it.
+        self.metricsPath: tuple[str, ...] | None = None
+        self.metricsAllowed: list[Network] = []
 
     def opt_port(self, value: str) -> None:
         """
@@ -478,6 +516,28 @@ class Options(usage.Options):
 
     opt_H = opt_header
 
+    def opt_trusted_proxy(self, network: str) -> None:
+        """
+        A proxy (address or CIDR) whose X-Forwarded-For (or --forwarded-header
+        Forwarded) and X-Forwarded-Proto name the client and its scheme;
+        repeatable. Default: none.
+        """
+        try:
+            TrustedProxies.parse([network])
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+        self["trusted-proxies"].append(network)
+
+    def opt_metrics_allow(self, network: str) -> None:
+        """
+        A client address or CIDR that may read --metrics; repeatable, and
+        replaces the default (127.0.0.1 and ::1).
+        """
+        try:
+            self.metricsAllowed.append(parseNetwork(network))
+        except ValueError as e:
+            raise usage.UsageError(str(e)) from None
+
     def opt_version(self) -> None:
         """
         Print the versions of twisted-cgiserve and Twisted, and exit.
@@ -499,6 +559,8 @@ class Options(usage.Options):
         opt_cgi_pass_env,
         opt_cgi_set_env,
         opt_header,
+        opt_trusted_proxy,
+        opt_metrics_allow,
         opt_version,
     ):
         _method.__doc__ = " ".join((_method.__doc__ or "").split())
@@ -580,7 +642,9 @@ class Options(usage.Options):
         specs: list[ListenSpec] = []
         for value in self["ports"] or [_DEFAULT_PORT]:
             try:
-                spec = parsePort(value, self["bind"], tls)
+                spec = parsePort(
+                    value, self["bind"], tls, proxy=bool(self["proxy-protocol"])
+                )
                 # Now, so that a malformed description is a usage error, not
                 # a traceback at start-up.
                 checkDescription(spec)
@@ -591,6 +655,11 @@ class Options(usage.Options):
             raise usage.UsageError(
                 "--tls-cert is given but no --port uses it (bare numbers and "
                 "systemd: ports do; tcp: and unix: ones stay plain HTTP)"
+            )
+        if self["proxy-protocol"] and not any(spec.proxy for spec in specs):
+            raise usage.UsageError(
+                "--proxy-protocol is given but no --port uses it (bare numbers and "
+                "systemd: ports do; a description says haproxy:tcp:PORT)"
             )
         if self["auth-paths"] and self["auth-file"] is None:
             raise usage.UsageError("--auth-path requires --auth-file")
@@ -612,6 +681,21 @@ class Options(usage.Options):
             workers = parseWorkerCount(str(self["workers"]))
         except ValueError as e:
             raise usage.UsageError(str(e)) from None
+        header = self["forwarded-header"].lower()
+        if header not in FORWARDED_HEADERS:
+            raise usage.UsageError(
+                f"--forwarded-header {self['forwarded-header']!r} must be "
+                "X-Forwarded-For or Forwarded"
+            )
+        if self["trusted-proxies"]:
+            self.trustedProxies = TrustedProxies.parse(self["trusted-proxies"], header)
+        if self["metrics"] is not None:
+            try:
+                self.metricsPath = parseMetricsPath(self["metrics"])
+            except ValueError as e:
+                raise usage.UsageError(str(e)) from None
+        elif self.metricsAllowed:
+            raise usage.UsageError("--metrics-allow requires --metrics")
         self.config = ServerConfig(
             directory=self["directory"],
             settings=settings,
@@ -733,7 +817,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         tls = creators[spec.tls] if spec.tls is not None else None
         try:
             adopt = None if worker is None else worker.listenFD(i, len(config.listen))
-            endpoints.append(endpointFor(reactor, spec, tls, adopt))
+            endpoints.append(
+                endpointFor(reactor, spec, tls, adopt, config.headerTimeout)
+            )
         except ValueError as e:
             _configurationError(str(e), command)
     try:
@@ -758,12 +844,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             allowUids=_twistdUid(options),
         )
     # The directory and the user were checked with the options.
+    metrics, metricsPage = _metrics(options, reactor)
+    for creator in creators.values():
+        creator.metrics = metrics
     root = buildRoot(
         config.directory,
         config.settings,
         scriptUser(config.settings.cgiUser) if config.settings.cgiEnabled else None,
         reactor,
         spawn=None if spawner is None else spawner.client.spawn,
+        metrics=metrics,
+        metricsPage=metricsPage,
     )
     try:
         resource, checker = protect(root, config, reactor)
@@ -779,7 +870,10 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         sendTimeout=config.sendTimeout,
         extraHeaders=config.headers,
         authGate=resource if isinstance(resource, BasicAuthResource) else None,
+        metrics=metrics,
     )
+    if options.trustedProxies is not None:
+        site.requestFactory = trustingRequests(options.trustedProxies)
     parent = MultiService()
     ShutdownService(
         site, cast(Any, root), config.shutdownGrace, reactor
@@ -805,6 +899,27 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             os.environ.pop(name, None)
         reactor.callWhenRunning(watchParent, reactor)
     return parent
+
+
+def _metrics(options: Options, reactor: Any) -> tuple[Any, MetricsPage | None]:
+    """
+    C{--metrics}: what counts (a L{ServerMetrics}) and the page that shows
+    it, or L{None} twice. prometheus_client is imported only here: in a
+    worker of C{--workers}, its environment already names the directory
+    the figures go to.
+    """
+    if options.metricsPath is None:
+        return None, None
+    from twisted_cgiserve._http.metrics import ServerMetrics  # noqa: PLC0415
+
+    metrics = ServerMetrics()
+    page = MetricsPage(
+        options.metricsPath,
+        metrics.registry,
+        reactor,
+        tuple(options.metricsAllowed) or LOOPBACK,
+    )
+    return metrics, page
 
 
 def _twistdUid(options: Options) -> tuple[int, ...]:
@@ -845,11 +960,18 @@ def _supervise(options: Options, endpoints: Sequence[Any], reactor: Any) -> ISer
         service.setServiceParent(parent)
         listening.append(service)
     front = None if options.commandName == Options.commandName else options.commandName
+    metricsDirectory = None
+    if options.metricsPath is not None:
+        # Made before the workers start, removed once they have all ended.
+        metricsDirectory = MetricsDirectory()
+        metricsDirectory.setServiceParent(parent)
     Supervisor(
         listening,
         config.workers,
         workerArguments(options.words, front),
         reactor,
         grace=config.shutdownGrace,
+        environment=None if metricsDirectory is None else metricsDirectory.environment,
+        workerEnded=None if metricsDirectory is None else metricsDirectory.workerEnded,
     ).setServiceParent(parent)
     return parent

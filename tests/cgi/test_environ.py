@@ -387,6 +387,7 @@ def test_inheritedEnvironment() -> None:
         "JOURNAL_STREAM": "1:2",
         "CGISERVE_SPAWNER": "@spawner",
         "CGISERVE_WORKER": "1",
+        "PROMETHEUS_MULTIPROC_DIR": "/tmp/cgiserve-metrics-x",
     }
     assert dict(inheritedEnvironment(server)) == {
         "DISTGIT_CONFIG": "/etc/dist-git.conf",

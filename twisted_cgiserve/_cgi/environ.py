@@ -71,6 +71,8 @@ _SERVER_ONLY = frozenset(
         "SYSTEMD_EXEC_PID",
         "MEMORY_PRESSURE_WATCH",
         "MEMORY_PRESSURE_WRITE",
+        # --metrics with --workers: the workers' shared metrics directory.
+        "PROMETHEUS_MULTIPROC_DIR",
     }
 )
 _SERVER_ONLY_PREFIXES = ("LISTEN_", "WATCHDOG_", "CGISERVE_")
@@ -390,7 +392,9 @@ def buildEnvironment(
             "REDIRECT_STATUS": "200",
         }
     )
-    if peerPort is not None:
+    # Port 0: a trusted proxy named the client but not its port (its own
+    # port would be wrong for the client), as nginx's empty $remote_port.
+    if peerPort:
         env["REMOTE_PORT"] = str(peerPort)
     if secure:
         env["HTTPS"] = "on"

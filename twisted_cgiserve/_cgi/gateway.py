@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IProcessProtocol
@@ -53,6 +53,10 @@ from twisted_cgiserve._cgi.redirect import LocalRedirect
 from twisted_cgiserve._http.errors import sendError
 from twisted_cgiserve._http.paths import ResolvedPath
 from twisted_cgiserve._version import SERVER_SOFTWARE
+
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
 
 __all__ = ["ScriptGateway", "SpawnScript"]
 
@@ -103,6 +107,7 @@ class ScriptGateway:
         maxProcesses: int = 0,
         spawn: SpawnScript = ScriptProcess,
         debug: str | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         """
         @param root: The served directory.
@@ -119,8 +124,11 @@ class ScriptGateway:
         @param spawn: What starts a script's process.
         @param debug: C{--cgi-debug}: L{None} (off), C{"local"} or C{"all"}
             (see L{debugApplies}).
+        @param metrics: What counts runs, failures and refusals
+            (C{--metrics}), or L{None}.
         """
         self.root = root
+        self._metrics = metrics
         self.environment = environment
         self.user = user
         self.timeout = timeout
@@ -154,6 +162,8 @@ class ScriptGateway:
         except CGIRefusal as refusal:
             return sendError(request, refusal.code, refusal.message)
         if not self._admits():
+            if self._metrics is not None:
+                self._metrics.cgiRefused()
             request.setHeader(b"retry-after", b"1")
             return sendError(
                 request,
@@ -210,6 +220,7 @@ class ScriptGateway:
             nph=location.nph,
             timeout=self.timeout,
             debug=debug,
+            metrics=self._metrics,
         )
         try:
             transport = self._spawn(
@@ -225,11 +236,20 @@ class ScriptGateway:
             return self._notStarted(request, location.scriptName, debug, e)
         self.running.add(run)
         run.ended.addBoth(lambda _: self.running.discard(run))
+        metrics = self._metrics
+        if metrics is not None:
+            # Running (as the cap counts) until its process group is gone.
+            metrics.cgiRunning()
+            run.ended.addBoth(lambda _: metrics.cgiEnded())
         started = getattr(transport, "started", None)
         if isinstance(started, Deferred):
             # The spawner answers later: a script it could not start gets
             # the answer it would have got at once.
+            if metrics is not None:
+                started.addCallback(lambda _: metrics.cgiStarted())
             started.addErrback(self._lateFailure, request, run, location, debug)
+        elif metrics is not None:
+            metrics.cgiStarted()
         return NOT_DONE_YET
 
     def _lateFailure(
@@ -274,6 +294,8 @@ class ScriptGateway:
             # The server-wide cap (the spawner counts every worker's
             # scripts), or no spawner for now.
             _log.warn("{script}: not started: {why}", script=scriptName, why=e)
+            if self._metrics is not None:
+                self._metrics.cgiRefused()
             request.setHeader(b"retry-after", b"1")
             return sendError(
                 request,
@@ -293,6 +315,8 @@ class ScriptGateway:
             script=scriptName,
             error=e.strerror or e,
         )
+        if self._metrics is not None:
+            self._metrics.cgiFailed()
         if debug is not None:
             failure = OutputFailure(
                 code=502,

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import Attribute, Interface, implementer
 
@@ -46,6 +46,10 @@ from twisted_cgiserve._cgi.head import (
 from twisted_cgiserve._cgi.inspector import MAX_PRINTED, OutputFailure
 from twisted_cgiserve._http.errors import sendError, statusPhrase
 from twisted_cgiserve._http.response import ResponseSender, cutResponse
+
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
 
 __all__ = [
     "IScriptOutput",
@@ -125,12 +129,15 @@ class ParsedOutput:
         localRedirect: Callable[[Any, bytes], object],
         *,
         inspect: Callable[[OutputFailure], object] | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         """
         @param localRedirect: Serves a local redirect's path for C{request}.
         @param inspect: Under C{--cgi-debug}, answers a failure before the
             response started instead of the bare error page.
+        @param metrics: What counts the 502s (C{--metrics}).
         """
+        self._metrics = metrics
         # Any Twisted request: the consumer methods used here are not part
         # of IRequest.
         self._request: Any = request
@@ -354,6 +361,8 @@ class ParsedOutput:
 
         @param why: What went wrong, for the C{--cgi-debug} page.
         """
+        if code == 502 and self._metrics is not None:
+            self._metrics.cgiFailed()
         if self._inspect is None:
             sendError(self._request, code, message, explain)
             return

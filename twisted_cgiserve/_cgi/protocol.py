@@ -37,7 +37,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from enum import Enum
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from zope.interface import implementer
 
@@ -66,6 +66,10 @@ from twisted_cgiserve._cgi.output import (
 from twisted_cgiserve._cgi.process import IScriptTransport
 from twisted_cgiserve._cgi.stderr import LineSplitter, StderrTail
 from twisted_cgiserve._http.bodystream import BodyStream
+
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
 
 __all__ = ["KILL_GRACE", "RunState", "ScriptRun"]
 
@@ -156,6 +160,7 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         nph: bool = False,
         timeout: float = 0,
         debug: ScriptContext | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         """
         @param localRedirect: Serves a local redirect's path for C{request}.
@@ -166,7 +171,9 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         @param debug: What the script was started with, when a failure is
             to be answered with the C{--cgi-debug} page (an NPH script
             writes its own response: never).
+        @param metrics: What counts timeouts and failures (C{--metrics}).
         """
+        self._metrics = metrics
         # Any Twisted request: the finish-notification and C{content} used
         # here are not part of IRequest.
         self.request: Any = cast(Any, request)
@@ -186,6 +193,7 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
                 reactor,
                 localRedirect,
                 inspect=None if self._debug is None else self._showFailure,
+                metrics=metrics,
             )
         )
         self._stderr = LineSplitter()
@@ -309,6 +317,8 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         if state is RunState.RUNNING:
             # Lingering, the response is already complete.
             self._timedOut = True
+            if self._metrics is not None:
+                self._metrics.cgiTimedOut()
             self._output.timedOut()
 
     # Output

@@ -145,6 +145,8 @@ class HTTPConnection(Protocol):
         if pushes:
             # So that the transport applies backpressure to it.
             transport.registerProducer(channel, True)  # type: ignore[attr-defined]
+        if self.site.metrics is not None:
+            self.site.metrics.connectionSwitched("http/1.1", "h2")
 
     def _abort(self) -> None:
         self._abortCall = None
@@ -166,6 +168,16 @@ class HTTPConnection(Protocol):
         if isinstance(channel, CGIServeH2Connection):
             channel.goAway()
         closeTransport(transport)
+
+    @property
+    def protocolName(self) -> str:
+        """
+        What the connection speaks, by its ALPN name: C{h2}, or
+        C{http/1.1} (for HTTP/1.0 too).
+        """
+        if isinstance(self._channel, CGIServeH2Connection):
+            return "h2"
+        return "http/1.1"
 
     @property
     def closing(self) -> bool:
@@ -196,6 +208,8 @@ class HTTPConnection(Protocol):
         started = channel.headerStarted
         if started is not None and started < deadline:
             channel.headerTimedOut()
+            if self.site.metrics is not None:
+                self.site.metrics.headerTimedOut()
 
     def closeIfIdle(self, now: float, patience: float) -> None:
         """

@@ -24,6 +24,12 @@ already say which request it refuses. The line is private to Twisted's
 HTTP/1.x channel and undocumented on its HTTP/2 stream, so this module asks
 the modules that fence those in (L{twisted_cgiserve._http.channel},
 L{twisted_cgiserve._http.h2}), whose canaries fail loudly if Twisted changes.
+
+Behind a trusted proxy (C{--trusted-proxy}), the client's address and
+scheme are taken from the proxy's headers at the same moment, the end of
+the head, so that everything after it (refusals, the CGI environment,
+C{--cgi-debug}'s loopback check, the access log) sees the real client
+through L{Request.getClientAddress} and L{CGIServeRequest.isSecure}.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from twisted_cgiserve._http.bodystream import BodyStream, StreamsBodies
 from twisted_cgiserve._http.channel import CGIServeChannel
 from twisted_cgiserve._http.channel import receivedRequestLine as channelRequestLine
 from twisted_cgiserve._http.errors import sendError
+from twisted_cgiserve._http.forwarded import TrustedProxies
 from twisted_cgiserve._http.h2 import isStream, streamRequestLine
 from twisted_cgiserve._http.host import isValidHost
 from twisted_cgiserve._http.spool import SpoolError
@@ -49,7 +56,7 @@ from twisted_cgiserve._version import SERVER_SOFTWARE
 if TYPE_CHECKING:
     from twisted_cgiserve._http.site import CGIServeSite
 
-__all__ = ["CGIServeRequest", "receivedRequestLine"]
+__all__ = ["CGIServeRequest", "receivedRequestLine", "trustingRequests"]
 
 _SERVER = SERVER_SOFTWARE.encode("ascii")
 
@@ -76,7 +83,13 @@ class CGIServeRequest(Request):
     """
 
     clientRequestLine = b"-"
+    #: Whose X-Forwarded-For (or Forwarded) names the client: set by
+    #: L{trustingRequests} for C{--trusted-proxy}; L{None} trusts no one.
+    trustedProxies: TrustedProxies | None = None
 
+    # What a trusted proxy said about the scheme: L{None} when it said
+    # nothing, and the connection's own answer stands.
+    _forwardedSecure: bool | None = None
     # Bytes of the body received so far.
     _bodyReceived = 0
     # The site tracking this request as in flight, until it ends.
@@ -220,6 +233,13 @@ class CGIServeRequest(Request):
         """
         channel = self.channel
         self.clientRequestLine = receivedRequestLine(channel)
+        if self.trustedProxies is not None:
+            # Before anything reads the client's address: the site's
+            # refusals, the CGI environment, --cgi-debug, the access log.
+            forwarded = self.trustedProxies.resolve(self.client, self.requestHeaders)
+            if forwarded is not None:
+                self.client = forwarded.client
+                self._forwardedSecure = forwarded.secure
         site = self._channelSite()
         site.requestStarted(self)
         self._tracker = site
@@ -232,6 +252,15 @@ class CGIServeRequest(Request):
         limit = site.maxBodySize
         if isStream(channel) and length is not None and limit and length > limit:
             self._refuseBody()
+
+    def isSecure(self) -> bool:
+        """
+        Whether the client speaks HTTPS: to the trusted proxy in front, when
+        it said so (C{X-Forwarded-Proto}), else on this connection.
+        """
+        if self._forwardedSecure is not None:
+            return self._forwardedSecure
+        return bool(super().isSecure())
 
     def startEarly(self, command: bytes, path: bytes, version: bytes) -> bool:
         """
@@ -321,3 +350,11 @@ class CGIServeRequest(Request):
         content, self.content = self.content, BytesIO()
         if content is not None:
             content.close()
+
+
+def trustingRequests(proxies: TrustedProxies) -> type[CGIServeRequest]:
+    """
+    The request class of a site behind C{proxies}: a L{CGIServeRequest}
+    that believes their forwarding headers (a site's C{requestFactory}).
+    """
+    return type("CGIServeRequest", (CGIServeRequest,), {"trustedProxies": proxies})

@@ -263,3 +263,6 @@ class ResponseSender(TimeoutMixin):
         self._end()
         self._body.stopProducing()
         cutResponse(request, abort=True)
+        metrics = getattr(_siteOf(request), "metrics", None)
+        if metrics is not None:
+            metrics.sendTimedOut()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from io import BytesIO
 from time import monotonic
-from typing import IO, Any, cast
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.task import LoopingCall
@@ -27,6 +27,10 @@ from twisted_cgiserve._http.request import CGIServeRequest
 from twisted_cgiserve._http.response import DEFAULT_SEND_TIMEOUT
 from twisted_cgiserve._http.spool import IN_MEMORY, BodySpool
 from twisted_cgiserve._version import SERVER_SOFTWARE
+
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
 
 __all__ = ["CGIServeSite"]
 
@@ -56,6 +60,7 @@ class CGIServeSite(Site):
         sendTimeout: float = DEFAULT_SEND_TIMEOUT,
         extraHeaders: Sequence[tuple[bytes, bytes]] = (),
         authGate: EarlyGate | None = None,
+        metrics: ServerMetrics | None = None,
         **kw: Any,
     ) -> None:
         """
@@ -69,6 +74,8 @@ class CGIServeSite(Site):
             not already have them (C{--header}).
         @param authGate: Asked at the end of each request's head whether to
             refuse it with 401 before its body is read (C{--auth-file}).
+        @param metrics: What counts requests and connections (C{--metrics}),
+            or L{None}.
         @param kw: For L{Site}; C{timeout} is the idle connection timeout.
         """
         # Twisted would parse form POSTs into request.args, reading the whole
@@ -87,6 +94,7 @@ class CGIServeSite(Site):
         self.sendTimeout = sendTimeout
         self.extraHeaders = tuple(extraHeaders)
         self.authGate = authGate
+        self.metrics = metrics
         self.inFlight: set[CGIServeRequest] = set()
         self.draining = False
         self.channels: set[HTTPConnection] = set()
@@ -108,12 +116,16 @@ class CGIServeSite(Site):
         C{connection} was accepted.
         """
         self.channels.add(connection)
+        if self.metrics is not None:
+            self.metrics.connectionOpened(connection.protocolName)
 
     def channelClosed(self, connection: HTTPConnection) -> None:
         """
         C{connection} is closed.
         """
         self.channels.discard(connection)
+        if self.metrics is not None:
+            self.metrics.connectionClosed(connection.protocolName)
 
     def closeConnections(self) -> None:
         """
@@ -141,12 +153,17 @@ class CGIServeSite(Site):
         for it.
         """
         self.inFlight.add(request)
+        if self.metrics is not None:
+            self.metrics.requestStarted(request)
 
     def requestEnded(self, request: CGIServeRequest) -> None:
         """
         C{request} has ended: answered, or its client gone.
         """
         self.inFlight.discard(request)
+        if self.metrics is not None:
+            # Logged (and counted) already, or never answered.
+            self.metrics.requestForgotten(request)
 
     def startDraining(self) -> None:
         """
@@ -219,3 +236,8 @@ class CGIServeSite(Site):
 
     def log(self, request: http.Request) -> None:
         self.accessLog.write(request)
+        # Every request the access log sees, with what it records.
+        if self.metrics is not None:
+            self.metrics.requestLogged(
+                request, request.method, request.code, request.sentLength
+            )

@@ -37,6 +37,7 @@ from twisted.internet.interfaces import (
 from twisted.python.failure import Failure
 
 from twisted_cgiserve._service.ports import ListenSpec
+from twisted_cgiserve._service.proxyprotocol import ProxyHeaderEndpoint
 
 __all__ = ["AdoptingReactor", "DualStackEndpoint", "checkDescription", "endpointFor"]
 
@@ -217,6 +218,7 @@ def endpointFor(
     spec: ListenSpec,
     tls: IOpenSSLServerConnectionCreator | None = None,
     adopt: int | None = None,
+    proxyTimeout: float = 0,
 ) -> IStreamServerEndpoint:
     """
     The endpoint for C{spec}.
@@ -225,6 +227,8 @@ def endpointFor(
     @param adopt: In a worker of C{--workers}, the descriptor of the
         socket the parent opened for C{spec}, listened on instead of a new
         one.
+    @param proxyTimeout: Seconds a connection to a C{proxy} spec has to
+        send its PROXY header (0 for no limit).
 
     @raise ValueError: The description is malformed or names an unknown
         endpoint type.
@@ -238,6 +242,10 @@ def endpointFor(
         endpoint = DualStackEndpoint(listener, spec.port)
     else:
         endpoint = _parse(listener, spec, spec.description)
+    if spec.proxy:
+        # The PROXY header comes first on the wire, before TLS: the TLS
+        # wrapper below wraps the factory this one wraps in turn.
+        endpoint = ProxyHeaderEndpoint(endpoint, proxyTimeout, cast(Any, reactor))
     if tls is not None:
         endpoint = wrapServerTLS(tls, endpoint, cast(Any, reactor))
     return endpoint

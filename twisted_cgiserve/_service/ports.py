@@ -39,12 +39,15 @@ class ListenSpec:
     @ivar tls: The certificate and key this port speaks TLS with, or
         L{None} for plain HTTP (or TLS the description sets up itself).
     @ivar given: The C{--port} value as written, for messages.
+    @ivar proxy: Whether every connection starts with a PROXY protocol
+        header (C{--proxy-protocol}), before TLS if any.
     """
 
     description: str | None
     port: int = 0
     tls: TLSFiles | None = None
     given: str | None = None
+    proxy: bool = False
 
     @property
     def secure(self) -> bool:
@@ -164,11 +167,16 @@ def _fromSSL(value: str) -> ListenSpec:
     return ListenSpec(tcp, tls=files, given=value)
 
 
-def parsePort(value: str, bind: str | None, tls: TLSFiles | None = None) -> ListenSpec:
+def parsePort(
+    value: str, bind: str | None, tls: TLSFiles | None = None, proxy: bool = False
+) -> ListenSpec:
     """
     Interpret one C{--port} value.
 
     @param tls: The C{--tls-cert} files, if given.
+    @param proxy: C{--proxy-protocol}: bare numbers and C{systemd:} sockets
+        (the ports C{--tls-cert} applies to) expect a PROXY header; a
+        description says for itself (C{haproxy:tcp:8000}).
 
     @raise ValueError: With a message fit for the command line.
     """
@@ -178,8 +186,8 @@ def parsePort(value: str, bind: str | None, tls: TLSFiles | None = None) -> List
         if value.startswith("ssl:"):
             return _fromSSL(value)
         if value.startswith("systemd:"):
-            return ListenSpec(value, tls=tls)
+            return ListenSpec(value, tls=tls, proxy=proxy)
         return ListenSpec(value)
     if bind is not None:
-        return ListenSpec(_bindDescription(port, bind), tls=tls)
-    return ListenSpec(None, port, tls=tls)
+        return ListenSpec(_bindDescription(port, bind), tls=tls, proxy=proxy)
+    return ListenSpec(None, port, tls=tls, proxy=proxy)

@@ -226,6 +226,7 @@ class Supervisor(Service):
         baseEnvironment: Mapping[str, str] | None = None,
         stdout: Callable[[bytes], object] | None = None,
         exitWith: Callable[[int], object] | None = None,
+        workerEnded: Callable[[int | None], object] | None = None,
     ) -> None:
         """
         @param listening: The listening services of the parent, each with
@@ -240,7 +241,10 @@ class Supervisor(Service):
             the parent's descriptor 1).
         @param exitWith: Called with 1 when a worker cannot start
             (default: L{exitAfterStop}).
+        @param workerEnded: Told the process ID of each worker that ended
+            (C{--metrics}: its live figures no longer count).
         """
+        self._workerEnded = workerEnded
         self._listening = list(listening)
         self._count = count
         self._arguments = list(arguments)
@@ -333,6 +337,8 @@ class Supervisor(Service):
 
     def _ended(self, worker: WorkerProtocol, reason: Failure) -> None:
         index = worker.index
+        if self._workerEnded is not None:
+            self._workerEnded(worker.pid)
         if self.workers.get(index) is worker:
             del self.workers[index]
         self._ready.discard(index)

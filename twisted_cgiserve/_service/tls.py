@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from zope.interface import implementer
 
@@ -33,6 +33,10 @@ from OpenSSL.SSL import Connection
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator
 from twisted.internet.ssl import AcceptableCiphers, CertificateOptions, TLSVersion
 from twisted.logger import Logger
+
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
 
 __all__ = [
     "ReloadingServerCreator",
@@ -294,7 +298,11 @@ class ReloadingServerCreator:
     server runs: each new connection takes the settings current when it is
     accepted, and connections already open keep theirs, so a reload
     interrupts nothing.
+
+    @ivar metrics: What counts the reloads (C{--metrics}), or L{None}.
     """
+
+    metrics: ServerMetrics | None = None
 
     def __init__(self, files: TLSFiles) -> None:
         """
@@ -325,12 +333,16 @@ class ReloadingServerCreator:
         try:
             self._current = loadServerOptions(self.files)
         except TLSConfigurationError as e:
+            if self.metrics is not None:
+                self.metrics.tlsReloaded(False)
             _log.error(
                 "TLS certificate not reloaded, still using the previous one: {reason}",
                 reason=str(e),
             )
             return False
         _log.info("TLS certificate reloaded: {summary}", summary=self._current.summary)
+        if self.metrics is not None:
+            self.metrics.tlsReloaded(True)
         return True
 
     def serverConnectionForTLS(self, tlsProtocol: object) -> Connection:

@@ -22,6 +22,11 @@ The contract, in the worker's environment:
   - C{CGISERVE_WORKER_FDS}: the listening descriptors, comma-separated, in
     the order of the C{--port} options;
   - C{CGISERVE_WORKER_LOG}: the descriptor log events go to;
+  - with C{--metrics}, C{PROMETHEUS_MULTIPROC_DIR}: the directory every
+    worker writes its figures to (see
+    L{twisted_cgiserve._service.metricsdir}); set from the start, since
+    prometheus_client reads it when first imported, and kept, since it
+    reads it again for every new series;
   - standard input: a pipe from the parent that is never written to; its
     end of file means the parent died, and the worker stops gracefully.
 """
