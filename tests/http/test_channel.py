@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from twisted.internet.abstract import FileDescriptor
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.web import http
@@ -26,6 +27,7 @@ from twisted_cgiserve._http.channel import (
     MAX_CONTENT_LENGTH_DIGITS,
     STREAM_CHUNK,
     CGIServeChannel,
+    endsAtClientEOF,
     receivedRequestLine,
 )
 
@@ -1026,3 +1028,307 @@ def test_canarySocketTransportSizes() -> None:
     assert isinstance(abstract.FileDescriptor.SEND_LIMIT, int)
     assert "self.bufferSize" in inspect.getsource(tcp.Connection.doRead)
     assert "self.SEND_LIMIT" in inspect.getsource(abstract.FileDescriptor.doWrite)
+
+
+# A client that half-closes: it shuts down its side once its requests are
+# sent (shutdown(SHUT_WR), nc -N) and reads on.
+
+
+def _halfClosed(
+    channel: CGIServeChannel, clock: MemoryReactorClock, data: bytes = b""
+) -> None:
+    """
+    The client sends C{data}, then the end of its input; the reactor turns.
+    """
+    if data:
+        channel.dataReceived(data)
+    channel.readConnectionLost()
+    clock.advance(0)
+
+
+def test_canaryHandlingRequest() -> None:
+    """
+    Canary: Twisted's C{_handlingRequest} is set while a request received
+    whole awaits the end of its response, and unset once it has ended on a
+    connection kept open (the half-close reads it).
+    """
+    resource = _Slow(10)
+    channel, _, _ = _timed(resource)
+    assert channel._handlingRequest is False
+    channel.dataReceived(_get(b"/slow"))
+    assert channel._handlingRequest is True
+    resource.pending.pop().finish()
+    assert channel._handlingRequest is False
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_halfCloseWhileScriptRunsIsClientGone(marked: bool) -> None:
+    """
+    The end of input while the request in progress is answered by a running
+    script (L{endsAtClientEOF}) aborts the connection at once, so that the
+    request learns its client is gone; an unmarked request in progress is
+    answered first.
+    """
+    resource = _Slow(10)
+    channel, transport, clock = _timed(resource)
+    finished: list[object] = []
+    channel.dataReceived(_get(b"/slow"))
+    [request] = resource.pending
+    request.notifyFinish().addBoth(finished.append)
+    if marked:
+        endsAtClientEOF(request)
+    _halfClosed(channel, clock)
+    # StringTransport marks an abort "disconnected" (a plain close does not).
+    assert transport.disconnected is marked
+    if marked:
+        channel.connectionLost(Failure(ConnectionDone()))
+        assert [type(f) for f in finished] == [Failure]
+    else:
+        assert not transport.disconnecting
+        request.finish()
+        clock.advance(0)
+        assert transport.disconnecting
+        assert finished == [None]
+
+
+def test_halfCloseWhileIdleClosesAtOnce() -> None:
+    """
+    The end of input with no request in progress closes the connection in
+    the same reactor turn, without waiting for the idle timeout.
+    """
+    channel, transport, clock = _timed(_Echo(10))
+    assert IHalfCloseableProtocol.providedBy(channel)
+    channel.readConnectionLost()
+    assert not transport.disconnecting
+    clock.advance(0)
+    assert transport.disconnecting
+    assert transport.value() == b""
+
+
+@pytest.mark.parametrize("version", [b"HTTP/1.0", b"HTTP/1.1"])
+def test_halfCloseAnswersTheRequest(version: bytes) -> None:
+    """
+    A request sent whole before the end of input is answered in full, over
+    HTTP/1.0 and HTTP/1.1, and the connection is closed after its response
+    (not left for the idle timeout).
+    """
+    resource = _Slow(10)
+    channel, transport, clock = _timed(resource)
+    _halfClosed(channel, clock, b"GET /slow %s\r\nHost: a\r\n\r\n" % (version,))
+    clock.advance(100)
+    assert not transport.disconnecting
+    resource.pending.pop().finish()
+    clock.advance(0)
+    assert transport.disconnecting
+    assert transport.value().startswith(version + b" 200 OK")
+    assert transport.value().endswith(b"\r\n\r\n" + b"s" * 10)
+
+
+def test_halfCloseAnswersPipelinedRequests() -> None:
+    """
+    Requests pipelined behind a slow one, already received when the input
+    ends, are all answered in order, then the connection is closed: even
+    those answered at once while Twisted hands the buffered ones on.
+    """
+    resource = _Slow(10)
+    channel, transport, clock = _timed(resource)
+    data = _get(b"/slow") + _get(b"/a") + _get(b"/b") + _get(b"/c")
+    _halfClosed(channel, clock, data)
+    assert not transport.disconnecting
+    resource.pending.pop().finish()
+    assert not transport.disconnecting
+    clock.advance(0)
+    assert _statuses(transport.value()) == [200] * 4
+    assert transport.value().endswith(b"/c")
+    assert transport.disconnecting
+
+
+def test_halfCloseAnswersHeldRequests() -> None:
+    """
+    Requests held unparsed while the transport is full (the client not
+    reading yet) are answered as the client reads, then the connection is
+    closed.
+    """
+    channel, transport, clock = _timed(_Echo(1000))
+    transport.bufferSize = 1500
+    paths = [b"/%d" % (i,) for i in range(6)]
+    _halfClosed(channel, clock, b"".join(_get(p) for p in paths))
+    assert channel.paused
+    assert not transport.disconnecting
+    received = b""
+    for _ in range(len(paths)):
+        received += transport.drain()
+        clock.advance(0)
+    assert transport.disconnecting
+    received += transport.value()
+    assert _statuses(received) == [200] * len(paths)
+    assert received.endswith(b"/5".ljust(1000, b"."))
+
+
+def test_halfClosedClientThatNeverReadsIsCut() -> None:
+    """
+    A half-closed client that does not read its responses is still cut,
+    by the idle timeout, once what it pipelined is held behind them.
+    """
+    channel, transport, clock = _timed(_Echo(1000), timeout=10)
+    transport.bufferSize = 500
+    _halfClosed(channel, clock, _get(b"/a") + _get(b"/b"))
+    clock.advance(9.9)
+    assert not transport.disconnecting
+    clock.advance(0.1)
+    assert transport.disconnecting
+
+
+@pytest.mark.parametrize(
+    ("data", "answered"),
+    [
+        (b"GET /a HTTP/1.1\r\nHost: a", 0),
+        (_get(b"/a") + b"GET /b HTTP/1.1\r\n", 1),
+        (_post(b"/other", 10) + b"abc", 0),
+    ],
+)
+def test_halfCloseIncompleteRequestCloses(data: bytes, answered: int) -> None:
+    """
+    A request whose head or body is incomplete when the input ends never
+    will be complete: the connection is closed at once, after the answers
+    to the requests before it, and the request learns that its connection
+    is gone.
+    """
+    channel, transport, clock = _timed(_Echo(10))
+    _halfClosed(channel, clock, data)
+    assert transport.disconnecting
+    assert _statuses(transport.value()) == [200] * answered
+    assert channel.headerStarted is None
+    [request] = channel.requests
+    lost: list[Failure] = []
+    request.notifyFinish().addErrback(lost.append)
+    _connected.remove(channel)
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert len(lost) == 1
+    assert clock.getDelayedCalls() == []
+
+
+def test_halfCloseInsideTheRequestLine() -> None:
+    """
+    The input ending inside a request line (no request yet): the
+    connection is closed at once, with no answer.
+    """
+    channel, transport, clock = _timed(_Echo(10))
+    _halfClosed(channel, clock, b"GET /a HT")
+    assert transport.disconnecting
+    assert transport.value() == b""
+    assert channel.headerStarted is None
+
+
+def test_halfCloseEndsStreamedBody() -> None:
+    """
+    A body streamed to its consumer (a CGI script) and incomplete when the
+    input ends: the connection is closed at once, and its request (so its
+    script) ended as when the client disconnects.
+    """
+    channel, transport, clock = _streaming()
+    channel.dataReceived(_post(b"/stream", 100) + b"x" * 10)
+    [request] = _early
+    pipe = _Pipe(1000)
+    assert request.stream is not None
+    request.stream.attach(pipe, pipe.close)
+    lost: list[Failure] = []
+    request.notifyFinish().addErrback(lost.append)
+    _halfClosed(channel, clock)
+    assert transport.disconnecting
+    _connected.remove(channel)
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert len(lost) == 1
+    assert not request.completed
+    assert clock.getDelayedCalls() == []
+
+
+def test_halfCloseWhileStreamedBodyComplete() -> None:
+    """
+    A streamed body received whole before the end of input: its response
+    is awaited, sent, and the connection then closed.
+    """
+    channel, transport, clock = _streaming()
+    channel.dataReceived(_post(b"/stream", 3) + b"abc")
+    [request] = _early
+    _halfClosed(channel, clock)
+    assert not transport.disconnecting
+    request.write(b"done")
+    request.finish()
+    clock.advance(0)
+    assert transport.disconnecting
+    assert transport.value().endswith(b"done\r\n0\r\n\r\n")
+
+
+def test_halfCloseEndsTheLinger() -> None:
+    """
+    A response that ended before its body: the rest of the body will not
+    come, so the connection is closed at once rather than after L{LINGER}.
+    """
+    for before in (True, False):
+        channel, transport, clock = _streaming(timeout=1000)
+        head = _post(b"/stream/refuse", 100) + b"x" * 10
+        if before:
+            channel.dataReceived(head)
+            _halfClosed(channel, clock)
+        else:
+            # The end of input noticed between the head and its answer.
+            channel.readConnectionLost()
+            channel.dataReceived(head)
+            clock.advance(0)
+        assert _statuses(transport.value()) == [404]
+        assert transport.disconnecting
+        _connected.remove(channel)
+        channel.connectionLost(Failure(ConnectionDone()))
+        assert clock.getDelayedCalls() == []
+
+
+def test_halfCloseToldAgain() -> None:
+    """
+    A transport resumed after the end of input reads the end again: told
+    again, the channel changes nothing (no new look at whether to close).
+    """
+    resource = _Slow(10)
+    channel, transport, clock = _timed(resource)
+    _halfClosed(channel, clock, _get(b"/slow"))
+    timers = list(clock.getDelayedCalls())
+    channel.readConnectionLost()
+    assert clock.getDelayedCalls() == timers
+    clock.advance(0)
+    assert not transport.disconnecting
+
+
+def test_lostBeforeTheLookAtClosing() -> None:
+    """
+    A connection lost before the look at whether to close (due in the
+    reactor's next turn) leaves no timer behind.
+    """
+    channel, _, clock = _timed(_Slow(10))
+    channel.setTimeout(None)
+    channel.readConnectionLost()
+    assert len(clock.getDelayedCalls()) == 1
+    _connected.remove(channel)
+    channel.connectionLost(Failure(ConnectionDone()))
+    assert clock.getDelayedCalls() == []
+
+
+def test_halfCloseAfterRefusal() -> None:
+    """
+    A refused request's connection is closing already: the end of input
+    changes nothing.
+    """
+    channel, transport, clock = _timed(_Echo(10))
+    channel.dataReceived(b"GET / HTTP/1.1\r\n\r\n")
+    assert _statuses(transport.value()) == [400]
+    _halfClosed(channel, clock)
+    assert _statuses(transport.value()) == [400]
+
+
+def test_writeSideLostCloses() -> None:
+    """
+    This side's output closed (never asked for): nothing can be answered,
+    the connection is closed.
+    """
+    channel, transport, _ = _timed(_Echo(10))
+    channel.writeConnectionLost()
+    assert transport.disconnecting

@@ -15,6 +15,7 @@ import h2.connection
 import pytest
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
@@ -361,4 +362,55 @@ def test_closeHTTP2SaysGoAway() -> None:
     connection.close()
     events = client.receive_data(transport.value())
     assert [type(e).__name__ for e in events] == ["ConnectionTerminated"]
+    assert transport.disconnecting
+
+
+# A client's half-close
+
+
+def test_halfCloseGoesToTheChannel() -> None:
+    """
+    The transport's protocol is told of a client's half-close (it is an
+    L{IHalfCloseableProtocol}): the HTTP/1.x channel answers the request in
+    progress, then closes, without waiting for the idle timeout.
+    """
+    connection, transport, _, clock = _connect(timeout=60)
+    assert IHalfCloseableProtocol.providedBy(connection)
+    pages = connection.site.resource
+    assert isinstance(pages, _Pages)
+    connection.dataReceived(b"GET /hold HTTP/1.1\r\nHost: a\r\n\r\n")
+    connection.readConnectionLost()
+    clock.advance(0)
+    assert not transport.disconnecting
+    request = pages.held.pop()
+    request.write(b"late")
+    request.finish()
+    clock.advance(0)
+    assert transport.disconnecting
+    assert transport.value().startswith(b"HTTP/1.1 200 OK")
+    assert b"late" in transport.value()
+
+
+def test_halfCloseOfHTTP2Closes() -> None:
+    """
+    An HTTP/2 connection (never told: TLS does not pass a half-close on) is
+    closed, saying C{GOAWAY} first.
+    """
+    connection, transport, _, _ = _h2()
+    connection.dataReceived(_h2Client().data_to_send())
+    connection.readConnectionLost()
+    assert transport.disconnecting
+
+
+def test_writeSideLostCloses() -> None:
+    """
+    This side's output closed (never asked for): the connection is closed,
+    HTTP/1.x or HTTP/2.
+    """
+    connection, transport, _, _ = _connect()
+    connection.writeConnectionLost()
+    assert transport.disconnecting
+    connection, transport, _, _ = _h2()
+    connection.dataReceived(_h2Client().data_to_send())
+    connection.writeConnectionLost()
     assert transport.disconnecting

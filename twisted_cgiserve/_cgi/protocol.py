@@ -66,6 +66,11 @@ from twisted_cgiserve._cgi.output import (
 from twisted_cgiserve._cgi.process import IScriptTransport
 from twisted_cgiserve._cgi.stderr import LineSplitter, StderrTail
 from twisted_cgiserve._http.bodystream import BodyStream
+from twisted_cgiserve._http.channel import endsAtClientEOF
+
+if TYPE_CHECKING:
+    # Only with --metrics is prometheus_client imported.
+    from twisted_cgiserve._http.metrics import ServerMetrics
 
 if TYPE_CHECKING:
     # Only with --metrics is prometheus_client imported.
@@ -207,6 +212,9 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         self._outputEnded = False
         self._exitReason: Failure | None = None
         self.request.notifyFinish().addErrback(self._clientLost)
+        # A client that ends its input while the script runs is taken as
+        # gone (the channel's half-close rules).
+        endsAtClientEOF(self.request)
 
     # Starting up
 

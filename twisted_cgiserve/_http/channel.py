@@ -33,6 +33,21 @@ echo then take a tenth of the reactor turns and system calls (measured with a
 100 MiB POST through cat(1)), for at most that much more memory per
 connection that streams a body, given back when its request is done.
 
+A client may shut down its side of the connection once its requests are
+sent (C{shutdown(SHUT_WR)}, C{nc -N}, many scripted clients): Twisted calls a
+channel that is not an L{IHalfCloseableProtocol} as if the connection were
+lost, and what was still to be written is dropped. This channel is one: every
+request received whole before the end of input is answered (those pipelined
+behind it too), then the connection is closed, as http.server does; a
+request still incomplete (its head, or a body not yet all sent) never will
+be, and the connection is closed at once, as when the client disconnects.
+A client that closes its socket sends the same end of input, and the server
+cannot tell the two apart until what it writes is refused. While a CGI script
+runs for the connection (L{endsAtClientEOF}), the end of input is therefore
+taken as the client gone, as nginx and Go's net/http take it: the script is
+ended at once rather than left to run until C{--cgi-timeout} for a client
+that has likely left, holding one of the server's script slots meanwhile.
+
 This module is the one place that touches the private parts of Twisted's
 HTTP/1.x channel, read directly (never with a default) so that a change
 fails loudly; each has a canary in C{tests/http/test_channel.py}:
@@ -47,6 +62,8 @@ fails loudly; each has a canary in C{tests/http/test_channel.py}:
    request head so far (zero between requests);
  - L{HTTPChannel._respondToBadRequestAndDisconnect}: what Twisted calls for
    every request it refuses, overridden here;
+ - L{HTTPChannel._handlingRequest}: a request has been received whole and
+   its response is not over (the next request waits in Twisted's buffer);
  - C{LineReceiver.paused}: set, Twisted's line parser parses no further
    (undocumented, inherited from C{twisted.protocols.basic._PauseableMixin});
  - C{HTTPChannel.requests}, C{length} and C{persistent}: the requests in
@@ -61,8 +78,15 @@ from collections.abc import Sequence
 from time import monotonic
 from typing import Protocol, cast, runtime_checkable
 
+from zope.interface import implementer
+
 from twisted.internet.abstract import FileDescriptor
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import (
+    IDelayedCall,
+    IHalfCloseableProtocol,
+    IPushProducer,
+    ITCPTransport,
+)
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
@@ -76,6 +100,7 @@ __all__ = [
     "MAX_CONTENT_LENGTH_DIGITS",
     "STREAM_CHUNK",
     "CGIServeChannel",
+    "endsAtClientEOF",
     "rawErrorResponse",
     "receivedRequestLine",
 ]
@@ -148,12 +173,27 @@ def rawErrorResponse(
     ) + page
 
 
+# Set on a request whose response a running script produces.
+_ENDS_AT_CLIENT_EOF = "_cgiserveEndsAtClientEOF"
+
+
+def endsAtClientEOF(request: object) -> None:
+    """
+    Mark C{request} as answered by a running script: over HTTP/1.x, the end
+    of its client's input while it is in progress ends the connection (and
+    so the script) instead of being answered as a half-close.
+    """
+    setattr(request, _ENDS_AT_CLIENT_EOF, True)
+
+
+@implementer(IHalfCloseableProtocol)
 class CGIServeChannel(HTTPChannel):
     """
     An HTTP/1.x channel whose every refusal is a complete response, with
     limits on what a client may send: a deadline for a request's headers
     (so clients trickling bytes cannot hold connections forever) and the
-    site's body size limit, enforced before the body is read.
+    site's body size limit, enforced before the body is read. A client that
+    half-closes still gets the answers to the requests it sent whole.
     """
 
     serverSoftware = b"twisted-cgiserve"
@@ -190,6 +230,10 @@ class CGIServeChannel(HTTPChannel):
     # its own buffer size and send limit, given back after.
     _widened: FileDescriptor | None = None
     _narrowSizes = (0, 0)
+    # The client has shut down its side: nothing more will arrive.
+    _inputEnded = False
+    # Then, the pending look at whether the connection can close.
+    _closeCheck: IDelayedCall | None = None
 
     def getHost(self) -> object:
         """
@@ -475,6 +519,7 @@ class CGIServeChannel(HTTPChannel):
             # what it buffered during a request (and with the header
             # deadline starting now, if a request's head is waiting).
             self.dataReceived(self.clearLineBuffer())
+        self._closeIfAnswered()
 
     def requestDone(self, request: Request) -> None:
         """
@@ -496,6 +541,7 @@ class CGIServeChannel(HTTPChannel):
             self.paused = True
             self._stopReading()
         super().requestDone(request)
+        self._closeIfAnswered()
 
     def _stopReading(self) -> None:
         if self._readingStopped:
@@ -512,8 +558,71 @@ class CGIServeChannel(HTTPChannel):
         if isinstance(self.site, _GatesAuthentication):
             self._authGate = self.site.authGate
 
+    # The client's half-close (IHalfCloseableProtocol)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client has shut down its side of the connection and reads on:
+        answer what it sent whole, then close (L{_closeIfAnswered}); but a
+        client whose script is running is taken as gone (L{endsAtClientEOF}).
+
+        Every byte it sent has been handed to L{dataReceived} by now (a
+        paused transport reads nothing, the end of input included). A
+        transport resumed after this reads the end again and calls this
+        again: it changes nothing then.
+        """
+        if self._inputEnded:
+            return
+        self._inputEnded = True
+        if self.transport is not None and any(
+            getattr(request, _ENDS_AT_CLIENT_EOF, False) for request in self.requests
+        ):
+            cast(ITCPTransport, self.transport).abortConnection()
+            return
+        # No head is arriving any more: nothing for the header deadline.
+        self.headerStarted = None
+        self._closeIfAnswered()
+
+    def writeConnectionLost(self) -> None:
+        """
+        This side can no longer write (never asked for here): nothing can
+        be answered any more.
+        """
+        self.loseConnection()
+
+    def _closeIfAnswered(self) -> None:
+        """
+        Once the client's input has ended, close the connection as soon as no
+        request received whole awaits its response: at once when none is in
+        progress, or the one in progress is incomplete (its head, or its
+        body, streamed or not: as when the client disconnects, it is never
+        processed, or its script is ended); after the last response
+        otherwise. Requests held behind a full transport (L{paused}) are
+        taken up by L{resumeProducing}, which asks again.
+
+        Decided in the next reactor turn, not now: a response may end while
+        Twisted's parser is handing on the requests pipelined behind it,
+        which it parses no further once the transport is closing.
+        """
+        if self._inputEnded and self._closeCheck is None:
+            self._closeCheck = self.callLater(0, self._closeNowIfAnswered)
+
+    def _closeNowIfAnswered(self) -> None:
+        self._closeCheck = None
+        if self.transport is None or self._refused:
+            return
+        # Twisted's flag: a request received whole, its response not over
+        # (a response ended before its streamed body leaves it unset).
+        handling: bool = self._handlingRequest
+        if handling or self.paused:
+            return
+        self.loseConnection()
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.headerStarted = None
+        call, self._closeCheck = self._closeCheck, None
+        if call is not None and call.active():
+            call.cancel()
         self._idleSuspending = False
         self._streamed = None
         self._stopLingering()

@@ -15,8 +15,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
+from zope.interface import implementer
+
 from twisted.internet.interfaces import (
     IDelayedCall,
+    IHalfCloseableProtocol,
     IPushProducer,
     ITCPTransport,
     ITransport,
@@ -41,9 +44,12 @@ _ABORT_AFTER = 2.0
 _GOAWAY_NOTICE = 0.5
 
 
+@implementer(IHalfCloseableProtocol)
 class HTTPConnection(Protocol):
     """
-    One client connection of a L{CGIServeSite}, HTTP/1.x or HTTP/2.
+    One client connection of a L{CGIServeSite}, HTTP/1.x or HTTP/2; a
+    client's half-close goes to the HTTP/1.x channel, which answers what it
+    was sent before closing.
 
     @ivar openedAt: When the connection was accepted (reactor seconds).
     """
@@ -252,6 +258,28 @@ class HTTPConnection(Protocol):
         if not self._spoke and now - self.openedAt < patience:
             return
         self.close()
+
+    def readConnectionLost(self) -> None:
+        """
+        The client shut down its side (plain TCP only: Twisted's TLS layer
+        is no L{IHalfCloseableProtocol}, so it never calls this): the
+        HTTP/1.x channel answers what it received whole, then closes.
+        """
+        channel = self._channel
+        if isinstance(channel, CGIServeChannel):
+            channel.readConnectionLost()
+        else:
+            self.close()
+
+    def writeConnectionLost(self) -> None:
+        """
+        This side can no longer write (never asked for): close.
+        """
+        channel = self._channel
+        if isinstance(channel, CGIServeChannel):
+            channel.writeConnectionLost()
+        else:
+            self.close()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._abortCall is not None:
