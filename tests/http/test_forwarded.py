@@ -325,9 +325,62 @@ def test_forwardedNoAddress(value: bytes) -> None:
 )
 def test_forwardedMalformed(value: bytes) -> None:
     """
-    A malformed header is ignored as a whole.
+    A malformed element names no client.
     """
     assert _resolve({b"forwarded": [value]}, header=FORWARDED) is None
+
+
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [b'for="x, for=203.0.113.5'],
+        [b"for=a b, for=203.0.113.5"],
+        [b";, for=203.0.113.5"],
+        [b'for="x', b"for=203.0.113.5"],
+    ],
+)
+def test_forwardedMalformedByClient(lines: list[bytes]) -> None:
+    """
+    What a client sent malformed, left of the element its proxy appended,
+    spoils only its own element: the proxy's is still read, and the client
+    it names is not the trusted proxy itself (which would pass every
+    loopback check).
+    """
+    forwarded = _resolve({b"forwarded": lines}, header=FORWARDED)
+    assert _client(forwarded) == ("203.0.113.5", 0)
+
+
+@pytest.mark.parametrize(
+    ("value", "plain"),
+    [
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
+        ("::ffff:192.0.2.7", "192.0.2.7/32"),
+        ("2001:db8::/32", "2001:db8::/32"),
+        ("10.0.0.0/8", "10.0.0.0/8"),
+    ],
+)
+def test_mappedNetworksArePlainIPv4(value: str, plain: str) -> None:
+    """
+    An IPv4-mapped network is the IPv4 network it names, so that it matches
+    the (plain IPv4) clients it was meant for.
+    """
+    proxies = TrustedProxies.parse([value])
+    assert [str(n) for n in proxies.networks] == [plain]
+    headers = {b"x-forwarded-for": [b"198.51.100.2"]}
+    if plain.startswith("10."):
+        assert _client(proxies.resolve(PROXY, Headers(headers))) == ("198.51.100.2", 0)
+
+
+@pytest.mark.parametrize("node", [b"unknown", b"_hidden"])
+def test_forwardedSchemeWithoutClient(node: bytes) -> None:
+    """
+    A proxy that hides the client still says its scheme: the rightmost
+    element's C{proto=} is taken, and the peer stays the client.
+    """
+    headers = {b"forwarded": [b"for=" + node + b";proto=https"]}
+    forwarded = _resolve(headers, header=FORWARDED)
+    assert forwarded is not None
+    assert (forwarded.client, forwarded.secure) == (PROXY, True)
 
 
 def test_forwardedEscapes() -> None:

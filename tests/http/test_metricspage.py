@@ -93,6 +93,9 @@ def test_pathRefusalSuggestsTheNormalForm() -> None:
         ("192.0.2.7", "192.0.2.7/32"),
         (" 2001:db8::/32 ", "2001:db8::/32"),
         ("::1", "::1/128"),
+        # Matched as the IPv4 clients they name.
+        ("::ffff:127.0.0.1", "127.0.0.1/32"),
+        ("::ffff:10.0.0.0/104", "10.0.0.0/8"),
     ],
 )
 def test_networkAccepted(value: str, network: str) -> None:

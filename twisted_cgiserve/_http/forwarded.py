@@ -43,6 +43,7 @@ __all__ = [
     "Forwarded",
     "TrustedProxies",
     "parseNode",
+    "plainNetwork",
 ]
 
 X_FORWARDED_FOR = "x-forwarded-for"
@@ -82,6 +83,20 @@ def _plain(ip: _IP) -> _IP:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         return ip.ipv4_mapped
     return ip
+
+
+def plainNetwork(
+    network: ipaddress.IPv4Network | ipaddress.IPv6Network,
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """
+    C{network}, an IPv4-mapped IPv6 one (C{::ffff:10.0.0.0/104}) as the
+    IPv4 network it is: addresses are matched as plain IPv4 (L{_plain}),
+    so a mapped network would otherwise never match anything.
+    """
+    mapped = getattr(network.network_address, "ipv4_mapped", None)
+    if mapped is not None and network.prefixlen >= 96:
+        return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
+    return network
 
 
 def parseNode(node: str) -> tuple[_IP, int] | None:
@@ -129,33 +144,41 @@ def _unquote(value: bytes) -> str:
     return value.decode("latin-1")
 
 
-def _forwardedElements(values: Sequence[bytes]) -> list[dict[str, str]] | None:
+def _forwardedElement(text: bytes) -> dict[str, str] | None:
     """
-    The elements of C{Forwarded} header lines, in order, each as its
-    lower-cased parameter names and values.
-
-    @return: L{None} when the header is malformed.
+    One C{Forwarded} element (C{for=...;proto=...}) as its lower-cased
+    parameter names and values; L{None} when it does not parse.
     """
-    elements: list[dict[str, str]] = []
-    for line in values:
-        element: dict[str, str] = {}
-        position = 0
-        while position < len(line):
-            match = _PAIR.match(line, position)
-            if match is None:
+    element: dict[str, str] = {}
+    position = 0
+    while position < len(text):
+        match = _PAIR.match(text, position)
+        if match is None:
+            return None
+        element.setdefault(match[1].decode("ascii").lower(), _unquote(match[2]))
+        position = match.end()
+        if position < len(text):
+            if text[position : position + 1] != b";":
                 return None
-            element.setdefault(match[1].decode("ascii").lower(), _unquote(match[2]))
-            position = match.end()
-            if position < len(line):
-                separator = line[position : position + 1]
-                position += 1
-                if separator == b",":
-                    elements.append(element)
-                    element = {}
-                elif separator != b";":
-                    return None
-        elements.append(element)
-    return elements
+            position += 1
+    return element
+
+
+def _forwardedElements(values: Sequence[bytes]) -> list[dict[str, str] | None]:
+    """
+    The elements of C{Forwarded} header lines, in order; L{None} for each
+    that does not parse.
+
+    Each element is parsed on its own, split at every comma (a quoted
+    comma, which no address contains, only makes its element unparseable):
+    text a client sent malformed spoils its own elements, never the ones a
+    proxy appended to its right, which are the ones believed.
+    """
+    return [
+        _forwardedElement(piece.strip(b" \t"))
+        for line in values
+        for piece in line.split(b",")
+    ]
 
 
 def _scheme(value: str | None) -> bool | None:
@@ -202,12 +225,13 @@ class TrustedProxies:
         networks: list[_Network] = []
         for value in values:
             try:
-                networks.append(ipaddress.ip_network(value.strip(), strict=True))
+                network = ipaddress.ip_network(value.strip(), strict=True)
             except ValueError as e:
                 raise ValueError(
                     f"--trusted-proxy {value!r} is not an address or network "
                     f"(as 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32): {e}"
                 ) from None
+            networks.append(plainNetwork(network))
         return cls(networks, header)
 
     def trusts(self, ip: _IP) -> bool:
@@ -242,11 +266,13 @@ class TrustedProxies:
         assert isinstance(peer, IPv4Address | IPv6Address)
         raw = headers.getRawHeaders(self.header.encode("ascii")) or []
         if self.header == FORWARDED:
-            elements = _forwardedElements(raw) or []
-            hops = [element.get("for") for element in elements]
+            elements = _forwardedElements(raw)
+            hops = [element.get("for") if element else None for element in elements]
             client, port, index = self._walk(ip, hops)
-            proto = elements[index].get("proto") if index is not None else None
-            secure = _scheme(proto)
+            # The scheme the client used, said by the element that named it;
+            # when none did, by the peer's own (the rightmost) element.
+            named = elements[index if index is not None else -1] if elements else None
+            secure = _scheme(named.get("proto") if named else None)
         else:
             entries = b",".join(raw).split(b",") if raw else []
             client, port, index = self._walk(ip, [e.decode("latin-1") for e in entries])

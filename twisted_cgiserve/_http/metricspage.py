@@ -43,6 +43,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.wsgi import WSGIResource
 
 from twisted_cgiserve._http.errors import sendError
+from twisted_cgiserve._http.forwarded import plainNetwork
 from twisted_cgiserve._http.paths import BadRequestPath, ResolvedPath, resolvePath
 
 if TYPE_CHECKING:
@@ -110,7 +111,7 @@ def parseNetwork(value: str) -> Network:
             f"--metrics-allow {value!r} is not an address or network "
             f"such as 127.0.0.1 or 10.0.0.0/8 ({e})"
         ) from None
-    return network
+    return plainNetwork(network)
 
 
 def clientAllowed(address: object, networks: Iterable[Network]) -> bool:
