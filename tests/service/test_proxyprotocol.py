@@ -15,6 +15,7 @@ import pytest
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
     IListeningPort,
     IProtocolFactory,
     IStreamServerEndpoint,
@@ -80,7 +81,8 @@ def test_tcp4(header: bytes) -> None:
 
 def test_tcp6() -> None:
     """
-    IPv6 in both versions; an IPv4-mapped v2 source is given as IPv4.
+    IPv6 in both versions; an IPv4-mapped source, in either, is the IPv4
+    client it is.
     """
     v1 = b"PROXY TCP6 2001:db8::7 2001:db8::1 4711 443\r\n"
     assert parseProxyHeader(v1) == (
@@ -94,8 +96,12 @@ def test_tcp6() -> None:
         IPv6Address("TCP", "2001:db8::1", 443),
         len(v2),
     )
+    client = IPv4Address("TCP", "198.51.100.7", 1)
     source = parseProxyHeader(_v2tcp6("::ffff:198.51.100.7", 1))
-    assert source is not None and source[0] == IPv6Address("TCP", "198.51.100.7", 1)
+    assert source is not None and source[0] == client
+    v1 = b"PROXY TCP6 ::ffff:198.51.100.7 2001:db8::1 1 443\r\n"
+    source = parseProxyHeader(v1)
+    assert source is not None and source[0] == client
 
 
 @pytest.mark.parametrize(
@@ -221,6 +227,64 @@ def test_headerThenConnection() -> None:
     protocol.connectionLost(Failure(Exception("gone")))
     assert recorder.lost
     assert protocol.factory.protocols == {}
+
+
+@implementer(IHalfCloseableProtocol)
+class _HalfCloser(_Recorder):
+    def __init__(self) -> None:
+        super().__init__()
+        self.ends: list[str] = []
+
+    def readConnectionLost(self) -> None:
+        self.ends.append("read")
+
+    def writeConnectionLost(self) -> None:
+        self.ends.append("write")
+
+
+def test_halfCloseReachesWrappedProtocol() -> None:
+    """
+    After the header, a client's half-close reaches a wrapped protocol
+    that takes half-closes (the HTTP connection answers what it was
+    sent), and the connection stays open.
+    """
+    protocol, _, transport, _ = _connect()
+    halfCloser = _HalfCloser()
+    protocol.wrappedProtocol = halfCloser
+    assert IHalfCloseableProtocol.providedBy(protocol)
+    protocol.dataReceived(V1)
+    protocol.readConnectionLost()
+    protocol.writeConnectionLost()
+    assert halfCloser.ends == ["read", "write"]
+    assert not transport.aborted
+
+
+def test_halfCloseWithoutHalfClosingProtocol() -> None:
+    """
+    A wrapped protocol that does not take half-closes (TLS) loses the
+    connection, as the reactor would make it; so does a half-close before
+    the header is whole, which could never be used.
+    """
+    protocol, recorder, transport, _ = _connect()
+    protocol.dataReceived(V1)
+    protocol.readConnectionLost()
+    assert transport.aborted
+    protocol, recorder, transport, clock = _connect()
+    protocol.dataReceived(V1[:5])
+    protocol.readConnectionLost()
+    assert transport.aborted and not recorder.made
+    assert clock.getDelayedCalls() == []
+
+
+def test_nothingAfterRefusedHeader() -> None:
+    """
+    Bytes arriving after a refused header reach nobody.
+    """
+    protocol, recorder, transport, _ = _connect()
+    protocol.dataReceived(b"GET / HTTP/1.1\r\n")
+    protocol.dataReceived(b"Host: a\r\n")
+    assert transport.aborted
+    assert recorder.received == [] and not recorder.made
 
 
 def test_localKeepsAddresses() -> None:

@@ -40,6 +40,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
+    IHalfCloseableProtocol,
     IListeningPort,
     ILoggingContext,
     IProtocol,
@@ -106,8 +107,7 @@ def _v1(data: bytes) -> Parsed | None:
             raise ProxyHeaderError(f"bad v1 address {host!r}") from None
         if ip.version != version:
             raise ProxyHeaderError(f"{host!r} is not {fields[1]!r}")
-        kind = IPv4Address if version == 4 else IPv6Address
-        addresses.append(kind("TCP", str(ip), _port(port)))
+        addresses.append(_address(ip, _port(port)))
     return addresses[0], addresses[1], end + 2
 
 
@@ -129,15 +129,15 @@ def _v2(data: bytes) -> Parsed | None:
     if family == 0x11 and length >= 12:
         source, destination, sport, dport = struct.unpack("!4s4sHH", body[:12])
         return (
-            IPv4Address("TCP", str(ipaddress.IPv4Address(source)), sport),
-            IPv4Address("TCP", str(ipaddress.IPv4Address(destination)), dport),
+            _address(ipaddress.IPv4Address(source), sport),
+            _address(ipaddress.IPv4Address(destination), dport),
             total,
         )
     if family == 0x21 and length >= 36:
         source, destination, sport, dport = struct.unpack("!16s16sHH", body[:36])
         return (
-            IPv6Address("TCP", _v6(source), sport),
-            IPv6Address("TCP", _v6(destination), dport),
+            _address(ipaddress.IPv6Address(source), sport),
+            _address(ipaddress.IPv6Address(destination), dport),
             total,
         )
     if family in (0x11, 0x21):
@@ -146,13 +146,17 @@ def _v2(data: bytes) -> Parsed | None:
     return None, None, total
 
 
-def _v6(packed: bytes) -> str:
+def _address(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, port: int) -> _Address:
     """
-    A packed IPv6 address as text, an IPv4-mapped one as IPv4 (what
-    haproxy sends for an IPv4 client of an IPv6 frontend).
+    A header's address as Twisted's: an IPv4-mapped IPv6 one (what haproxy
+    sends for an IPv4 client of an IPv6 frontend, in v1 or v2) as the IPv4
+    address it is, so that a client is written and matched one way only.
     """
-    ip = ipaddress.IPv6Address(packed)
-    return str(ip.ipv4_mapped) if ip.ipv4_mapped is not None else str(ip)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return IPv4Address("TCP", str(ip), port)
+    return IPv6Address("TCP", str(ip), port)
 
 
 def parseProxyHeader(data: bytes) -> Parsed | None:
@@ -172,11 +176,14 @@ def parseProxyHeader(data: bytes) -> Parsed | None:
     raise ProxyHeaderError(f"no PROXY header: {data[:16]!r}")
 
 
+@implementer(IHalfCloseableProtocol)
 class _ProxyHeaderReader(ProtocolWrapper):
     """
     A connection's PROXY header, then the connection itself: the wrapped
     protocol is connected once the header is complete, and sees its
-    addresses as the connection's.
+    addresses as the connection's. A client's half-close reaches the
+    wrapped protocol as it would without the header (the HTTP channel
+    answers what it was sent).
     """
 
     factory: ProxyHeaderFactory
@@ -208,7 +215,9 @@ class _ProxyHeaderReader(ProtocolWrapper):
 
     def dataReceived(self, data: bytes) -> None:
         if self._buffer is None:
-            self.wrappedProtocol.dataReceived(data)
+            # After the header; nothing after a refused one.
+            if self._wrapping:
+                self.wrappedProtocol.dataReceived(data)
             return
         self._buffer += data
         try:
@@ -227,6 +236,27 @@ class _ProxyHeaderReader(ProtocolWrapper):
         self.wrappedProtocol.makeConnection(cast(Any, self))
         if rest and self.connected and not self.disconnecting:
             self.wrappedProtocol.dataReceived(rest)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client shut down its side: before a whole header, the connection
+        can never be used; after it, the wrapped protocol is told if it
+        takes half-closes (plain HTTP), else the connection ends, as the
+        reactor would end it for that protocol (TLS).
+        """
+        wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if self._wrapping and wrapped is not None:
+            wrapped.readConnectionLost()
+        else:
+            self._cancelDeadline()
+            self._socket.abortConnection()
+
+    def writeConnectionLost(self) -> None:
+        wrapped = IHalfCloseableProtocol(self.wrappedProtocol, None)
+        if self._wrapping and wrapped is not None:
+            wrapped.writeConnectionLost()
+        else:
+            self._socket.loseConnection()
 
     def _cancelDeadline(self) -> None:
         deadline, self._deadline = self._deadline, None
