@@ -1091,6 +1091,22 @@ def test_halfCloseWhileScriptRunsIsClientGone(marked: bool) -> None:
         assert finished == [None]
 
 
+def test_halfCloseAfterScriptAnsweredKeepsTheAnswer() -> None:
+    """
+    A script's request whose response is over while the rest of its body
+    is read and dropped: the end of input then closes the connection
+    after what was written, the answer included, rather than aborting it.
+    """
+    channel, transport, clock = _streaming()
+    channel.dataReceived(_post(b"/stream/refuse", 1000) + b"x" * 10)
+    [request] = _early
+    endsAtClientEOF(request)
+    assert _statuses(transport.value()) == [404]
+    _halfClosed(channel, clock)
+    assert transport.disconnecting
+    assert not transport.disconnected
+
+
 def test_halfCloseWhileIdleClosesAtOnce() -> None:
     """
     The end of input with no request in progress closes the connection in

@@ -575,7 +575,9 @@ class CGIServeChannel(HTTPChannel):
             return
         self._inputEnded = True
         if self.transport is not None and any(
-            getattr(request, _ENDS_AT_CLIENT_EOF, False) for request in self.requests
+            # (A response over, its body still read and dropped, is kept.)
+            getattr(request, _ENDS_AT_CLIENT_EOF, False) and not request.finished
+            for request in self.requests
         ):
             cast(ITCPTransport, self.transport).abortConnection()
             return
