@@ -620,8 +620,8 @@ def test_metricsWithWorkers(tmp_path: Path) -> None:
     service = makeService(options, reactor=MemoryReactor())
     children = list(service)
     [directory] = [c for c in children if isinstance(c, MetricsDirectory)]
-    [supervisor] = [c for c in children if isinstance(c, Supervisor)]
-    assert children.index(directory) < children.index(supervisor)
+    [supervisor] = list(directory)
+    assert isinstance(supervisor, Supervisor)
     assert supervisor._environment == directory.environment
     assert supervisor._workerEnded == directory.workerEnded
     options = _parse(

@@ -50,7 +50,7 @@ from twisted_cgiserve._service.authentication import protect
 from twisted_cgiserve._service.config import ServerConfig
 from twisted_cgiserve._service.endpoints import checkDescription, endpointFor
 from twisted_cgiserve._service.listen import ListeningService
-from twisted_cgiserve._service.metricsdir import MetricsDirectory
+from twisted_cgiserve._service.metricsdir import ENVIRONMENT_VARIABLE, MetricsDirectory
 from twisted_cgiserve._service.ports import ListenSpec, parsePort
 from twisted_cgiserve._service.reload import ReloadService
 from twisted_cgiserve._service.shutdown import ShutdownService
@@ -844,7 +844,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             allowUids=_twistdUid(options),
         )
     # The directory and the user were checked with the options.
-    metrics, metricsPage = _metrics(options, reactor)
+    metrics, metricsPage = _metrics(options, reactor, inWorker=worker is not None)
     for creator in creators.values():
         creator.metrics = metrics
     root = buildRoot(
@@ -901,15 +901,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     return parent
 
 
-def _metrics(options: Options, reactor: Any) -> tuple[Any, MetricsPage | None]:
+def _metrics(
+    options: Options, reactor: Any, inWorker: bool
+) -> tuple[Any, MetricsPage | None]:
     """
     C{--metrics}: what counts (a L{ServerMetrics}) and the page that shows
     it, or L{None} twice. prometheus_client is imported only here: in a
     worker of C{--workers}, its environment already names the directory
-    the figures go to.
+    the figures go to. A single server ignores a directory its own
+    environment names (a unit's C{Environment=}, a shell's export): it
+    would count into files of earlier runs, whose gauges never come down.
     """
     if options.metricsPath is None:
         return None, None
+    if not inWorker:
+        os.environ.pop(ENVIRONMENT_VARIABLE, None)
     from twisted_cgiserve._http.metrics import ServerMetrics  # noqa: PLC0415
 
     metrics = ServerMetrics()
@@ -962,10 +968,11 @@ def _supervise(options: Options, endpoints: Sequence[Any], reactor: Any) -> ISer
     front = None if options.commandName == Options.commandName else options.commandName
     metricsDirectory = None
     if options.metricsPath is not None:
-        # Made before the workers start, removed once they have all ended.
+        # Made before the workers start, removed once they have all ended
+        # (the supervisor is its child).
         metricsDirectory = MetricsDirectory()
         metricsDirectory.setServiceParent(parent)
-    Supervisor(
+    supervisor = Supervisor(
         listening,
         config.workers,
         workerArguments(options.words, front),
@@ -973,5 +980,8 @@ def _supervise(options: Options, endpoints: Sequence[Any], reactor: Any) -> ISer
         grace=config.shutdownGrace,
         environment=None if metricsDirectory is None else metricsDirectory.environment,
         workerEnded=None if metricsDirectory is None else metricsDirectory.workerEnded,
-    ).setServiceParent(parent)
+    )
+    supervisor.setServiceParent(
+        parent if metricsDirectory is None else metricsDirectory
+    )
     return parent

@@ -10,6 +10,8 @@ import os
 import stat
 from pathlib import Path
 
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred
 from twisted.logger import capturedLogs
 
 from twisted_cgiserve._service.metricsdir import ENVIRONMENT_VARIABLE, MetricsDirectory
@@ -37,6 +39,45 @@ def test_privateDirectoryForTheServersLife() -> None:
     assert not os.path.exists(path)
     assert service.path is None
     assert service.environment() == {}
+
+
+def test_removedAfterItsChildrenStopped(tmp_path: Path) -> None:
+    """
+    The directory outlives the stop of its children (the supervisor, whose
+    workers drain first): it is removed when their stop is over, and it
+    exists when they start.
+    """
+    seen: list[bool] = []
+    done: Deferred[None] = Deferred()
+
+    class Child(Service):
+        def startService(self) -> None:
+            super().startService()
+            seen.append(os.path.isdir(tmp_path / "m"))
+
+        def stopService(self) -> Deferred[None]:
+            super().stopService()
+            return done
+
+    def make() -> str:
+        (tmp_path / "m").mkdir()
+        return str(tmp_path / "m")
+
+    service = MetricsDirectory(make)
+    Child().setServiceParent(service)
+    service.startService()
+    stopped = service.stopService()
+    assert seen == [True]
+    assert (tmp_path / "m").is_dir()
+    done.callback(None)
+    assert not (tmp_path / "m").exists()
+    assert _result(stopped) is None
+
+
+def _result(d: Deferred[None]) -> object:
+    results: list[object] = []
+    d.addBoth(results.append)
+    return results[0]
 
 
 def test_deadWorkerTold(tmp_path: Path) -> None:

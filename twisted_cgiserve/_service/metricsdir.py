@@ -27,7 +27,8 @@ import shutil
 import tempfile
 from collections.abc import Callable
 
-from twisted.application.service import Service
+from twisted.application.service import MultiService
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 
 __all__ = ["ENVIRONMENT_VARIABLE", "MetricsDirectory"]
@@ -46,9 +47,14 @@ def _processEnded(directory: str, pid: int) -> None:
     processEnded(directory, pid)
 
 
-class MetricsDirectory(Service):
+class MetricsDirectory(MultiService):
     """
     The workers' shared metrics directory, for as long as the server runs.
+
+    The supervisor is its child: the directory is made before the workers
+    start and removed only once the supervisor's stop is over, every worker
+    drained and gone (a parent's C{stopService} does not wait for one
+    sibling before the next).
 
     @ivar path: The directory, while the service runs.
     """
@@ -64,6 +70,7 @@ class MetricsDirectory(Service):
         @param processEnded: Tells the library that a process which wrote
             to the directory has died.
         """
+        super().__init__()
         self._makeDirectory = makeDirectory or (
             lambda: tempfile.mkdtemp(prefix="cgiserve-metrics-")
         )
@@ -71,14 +78,17 @@ class MetricsDirectory(Service):
         self.path: str | None = None
 
     def startService(self) -> None:
-        super().startService()
         self.path = self._makeDirectory()
+        super().startService()
 
-    def stopService(self) -> None:
-        super().stopService()
-        path, self.path = self.path, None
-        if path is not None:
-            shutil.rmtree(path, ignore_errors=True)
+    def stopService(self) -> Deferred[None]:
+        def remove(result: object) -> None:
+            path, self.path = self.path, None
+            if path is not None:
+                shutil.rmtree(path, ignore_errors=True)
+
+        stopped: Deferred[None] = super().stopService()
+        return stopped.addBoth(remove)
 
     def environment(self) -> dict[str, str]:
         """
