@@ -122,6 +122,7 @@ def makeRun(
     method: bytes = b"GET",
     debug: ScriptContext | None = None,
     stream: BodyStream | None = None,
+    transport: FakeScript | None = None,
 ) -> SimpleNamespace:
     cut: list[object] = []
 
@@ -147,7 +148,7 @@ def makeRun(
         timeout=timeout,
         debug=debug,
     )
-    transport = FakeScript()
+    transport = transport or FakeScript()
     transport.protocol = script
     script.makeConnection(transport)
     return SimpleNamespace(
@@ -693,6 +694,27 @@ def test_stderrLinesLogged(run: SimpleNamespace, events: Any) -> None:
     assert {(e["script"], e["pid"]) for e in logged(events, "{line}")} == {
         ("/cgi-bin/s", 4242)
     }
+
+
+def test_pidKeptFromTheSpawnersAnswer(
+    monkeypatch: pytest.MonkeyPatch, events: Any
+) -> None:
+    """
+    A script the CGI spawner starts has its pid said later, and forgotten
+    when its group ends, possibly before its standard error is read: the
+    log lines still carry the pid said.
+    """
+    script = FakeScript()
+    script.pid = None  # type: ignore[assignment]
+    script.started = Deferred()  # type: ignore[attr-defined]
+    run = makeRun(monkeypatch, transport=script)
+    script.pid = 31337
+    script.started.callback(None)  # type: ignore[attr-defined]
+    script.pid = None  # type: ignore[assignment]
+    run.script.childDataReceived(2, b"late line\n")
+    assert [(e["line"], e["pid"]) for e in logged(events, "{line}")] == [
+        ("late line", 31337)
+    ]
 
 
 def test_clientGoneDuringShutdown(run: SimpleNamespace) -> None:

@@ -72,10 +72,6 @@ if TYPE_CHECKING:
     # Only with --metrics is prometheus_client imported.
     from twisted_cgiserve._http.metrics import ServerMetrics
 
-if TYPE_CHECKING:
-    # Only with --metrics is prometheus_client imported.
-    from twisted_cgiserve._http.metrics import ServerMetrics
-
 __all__ = ["KILL_GRACE", "RunState", "ScriptRun"]
 
 _log = Logger(namespace="cgiserve.cgi")
@@ -218,6 +214,10 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
 
     # Starting up
 
+    def _keepPid(self, result: object) -> object:
+        self.pid  # noqa: B018 (the property keeps what it reads)
+        return result
+
     @property
     def pid(self) -> int | None:
         """
@@ -257,6 +257,12 @@ class ScriptRun(TimeoutMixin, ProcessProtocol):
         content = cast("IO[bytes] | None", getattr(self.request, "content", None))
         transport = self.transport
         assert transport is not None
+        started = getattr(transport, "started", None)
+        if isinstance(started, Deferred):
+            # The CGI spawner says the pid later, and forgets it again as
+            # soon as the script's group has ended, which may be before its
+            # standard error is read: kept now for those log lines.
+            started.addCallback(self._keepPid)
         self.setTimeout(self._timeout)
         if content is None or self.request.method == b"HEAD":
             transport.closeStdin()
