@@ -437,6 +437,28 @@ def test_reloadPicksUpNewCertificate(deployed: Deployment) -> None:
     assert deployed.show(SERVICE, "MainPID")["MainPID"] == pid
 
 
+def _stopWithRequestInFlight(deployed: Deployment, after: str) -> None:
+    """
+    C{systemctl stop} while a slow script runs: its request completes
+    (200, whole body) and the unit ends inactive, with success.
+    """
+    client = deployed.machine.popen(
+        ["curl", "-sS", "-k", "--max-time", "30", "-w", r"\n%{http_code}",
+         URL + "/cgi-bin/slow.sh"]
+    )  # fmt: skip
+    try:
+        deployed.waitForMessage(after, "slow-started")
+        deployed.run(f"systemctl stop {SERVICE}", timeout=60)
+        out, err = client.communicate(timeout=30)
+    finally:
+        client.kill()
+    assert out == "slow done\n\n200", err
+    assert deployed.show(SERVICE, "ActiveState", "Result") == {
+        "ActiveState": "inactive",
+        "Result": "success",
+    }
+
+
 def _cgroupProcesses(deployed: Deployment) -> set[str]:
     """
     The pids in the service's cgroup, in whichever hierarchy the host
@@ -458,21 +480,7 @@ def test_stopWithRequestInFlight(deployed: Deployment) -> None:
     """
     assert deployed.curl("/a.txt")[1] == "200"
     after = deployed.cursor()
-    client = deployed.machine.popen(
-        ["curl", "-sS", "-k", "--max-time", "30", "-w", r"\n%{http_code}",
-         URL + "/cgi-bin/slow.sh"]
-    )  # fmt: skip
-    try:
-        deployed.waitForMessage(after, "slow-started")
-        deployed.run(f"systemctl stop {SERVICE}", timeout=60)
-        out, err = client.communicate(timeout=30)
-    finally:
-        client.kill()
-    assert out == "slow done\n\n200", err
-    assert deployed.show(SERVICE, "ActiveState", "Result") == {
-        "ActiveState": "inactive",
-        "Result": "success",
-    }
+    _stopWithRequestInFlight(deployed, after)
     assert _cgroupProcesses(deployed) == set(), deployed.run(
         f"systemctl status {SERVICE}; true"
     )
@@ -561,21 +569,7 @@ def test_workers(deployed: Deployment) -> None:
         assert time.monotonic() < deadline, deployed.messages(after)
         time.sleep(0.2)
 
-    client = deployed.machine.popen(
-        ["curl", "-sS", "-k", "--max-time", "30", "-w", r"\n%{http_code}",
-         URL + "/cgi-bin/slow.sh"]
-    )  # fmt: skip
-    try:
-        deployed.waitForMessage(after, "slow-started")
-        deployed.run(f"systemctl stop {SERVICE}", timeout=60)
-        out, err = client.communicate(timeout=30)
-    finally:
-        client.kill()
-    assert out == "slow done\n\n200", err
-    assert deployed.show(SERVICE, "ActiveState", "Result") == {
-        "ActiveState": "inactive",
-        "Result": "success",
-    }
+    _stopWithRequestInFlight(deployed, after)
     assert _cgroupProcesses(deployed) == set()
 
 
