@@ -645,8 +645,17 @@ def test_userServiceForDevelopment(deployed: Deployment) -> None:
         f"HOME=/home/dev USER=dev LOGNAME=dev XDG_RUNTIME_DIR=/run/user/{uid}"
         f" PIP_NO_INDEX=1 PIP_FIND_LINKS=/opt/wheels"
     )
+    # The user's own copy of the units: the checkout is bound in as the
+    # host has it, and a clone in a 0700 directory (mktemp -d) is closed to
+    # everyone but root.
+    deployed.run(
+        f"rm -rf /home/dev/src && mkdir -p /home/dev/src"
+        f" && cp -r {CHECKOUT}/contrib /home/dev/src/"
+        f" && chown -R dev: /home/dev/src",
+        timeout=30,
+    )
     script = (
-        f"set -e\ncd {CHECKOUT}\n{block}"
+        f"set -e\ncd /home/dev/src\n{block}"
         "mkdir -p ~/public_html/cgi-bin\n"
         "echo 'my page' > ~/public_html/index.html\n"
         f"cat > ~/public_html/cgi-bin/whoami.sh <<'END'\n{whoami}END\n"
