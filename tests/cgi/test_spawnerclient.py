@@ -343,7 +343,10 @@ def test_pendingEndOfOutputIsHeldUntilTheAnswer(pending: ScriptWorld) -> None:
     pending.script.childConnectionLost(1, Failure(Exception()))
     assert ("lost", 1) not in pending.proto.events
     pending.reactor.advance(0.05)
+    pending.kernel.exitingPids.add(31)
     pending.script.spawned(31)
+    pending.reactor.advance(0.05)
+    assert ("lost", 1) not in pending.proto.events
     pending.script.exited(0)
     assert pending.proto.events[-2][0] == "exited"
     assert pending.proto.events[-1] == ("lost", 1)
@@ -362,6 +365,25 @@ def test_pendingEndOfOutputIsHeldUntilTheAnswer(pending: ScriptWorld) -> None:
         assert order[:2] == ["failed", "lost 1"]
     finally:
         other.close()
+
+
+def test_pendingEndOfOutputOfALiveScriptIsLetGoAtTheAnswer(
+    pending: ScriptWorld,
+) -> None:
+    """
+    A script that closes its output before the spawner answers, and works
+    on (a complete response, then a slow clean-up): the end of output is
+    let go as soon as the answer shows it alive, so the response ends then,
+    not when the script exits or times out.
+    """
+    pending.script.childConnectionLost(1, Failure(Exception()))
+    pending.reactor.advance(0.05)
+    assert ("lost", 1) not in pending.proto.events
+    pending.script.spawned(31)
+    assert pending.proto.events[-1] == ("lost", 1)
+    assert not [e for e in pending.proto.events if e[0] == "exited"]
+    pending.script.exited(0)
+    assert [e for e in pending.proto.events if e == ("lost", 1)] == [("lost", 1)]
 
 
 def test_pendingLostIsRefused(pending: ScriptWorld) -> None:

@@ -162,6 +162,10 @@ class RemoteScript(ScriptPipes):
         if 2 in self.pipes:
             self.pipes[2].startReading()
         self.started.callback(None)
+        if self._heldEOF:
+            # Its output ended before the answer: held in case the script
+            # had exited at once; one that lives on closed it itself.
+            self._lookAtLeader()
         if self._terminating:
             self._client.request({"op": "terminate", "pid": pid, "grace": self._grace})
         signals, self._signals = self._signals, []
@@ -243,6 +247,15 @@ class RemoteScript(ScriptPipes):
         if self._reason is not None or self.pid is None:
             return False
         return self._kernel.exiting(self.pid)
+
+    def _lookAtLeader(self) -> None:
+        """
+        An end of output held while the spawner had not answered is let go
+        once the answer shows the leader alive: it closed its output and
+        works on (its exit, if it comes later, is reported then).
+        """
+        if self._heldEOF and not self._leaderExiting():
+            self._releaseEOF()
 
     # IScriptTransport
 
