@@ -585,6 +585,26 @@ def test_canaryHTTP1RequestLine() -> None:
     channel.connectionLost(Failure(ConnectionDone()))
 
 
+def test_canaryHTTP1RequestLineLifetime() -> None:
+    """
+    C{_command} is there from the parse of a request line to the end of
+    its body only: not before a request's first line is whole, nor after
+    the request was received (L{CGIServeChannel.refuse} logs the line of
+    the request it refuses by it).
+    """
+    channel = HTTPChannel()
+    channel.requestFactory = http.Request
+    channel.makeConnection(StringTransport())
+    why = "is there only from a request line's parse to the end of its body"
+    channel.dataReceived(b"POST /up HTTP/1.")
+    assert not hasattr(channel, "_command"), _changed("_command", why)
+    channel.dataReceived(b"1\r\nHost: a\r\n")
+    assert hasattr(channel, "_command"), _changed("_command", why)
+    channel.dataReceived(b"Content-Length: 2\r\n\r\n12")
+    assert not hasattr(channel, "_command"), _changed("_command", why)
+    channel.connectionLost(Failure(ConnectionDone()))
+
+
 # The idle timer
 
 

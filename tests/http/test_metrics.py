@@ -24,6 +24,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
 from tests.support.fakes import RecordingProducer, SocketTransport
+from twisted_cgiserve._http import channel
+from twisted_cgiserve._http.errors import errorPage
 from twisted_cgiserve._http.metrics import (
     DURATION_BUCKETS,
     ServerMetrics,
@@ -429,3 +431,56 @@ def test_siteWithoutMetricsCountsNothing() -> None:
     connection.dataReceived(_get(b"/"))
     assert b"200 OK" in transport.value()
     connection.connectionLost(Failure(ConnectionDone()))
+
+
+def test_refusalsCounted(served: _Served, monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A request the connection refuses itself is counted as a request, with
+    its code and method as far as they are known, its error page's bytes,
+    and its duration from its first bytes.
+    """
+    now = [50.0]
+    monkeypatch.setattr(channel, "monotonic", lambda: now[0])
+    late = served.connect()
+    late.dataReceived(b"POST / HTTP/1.1\r\n")
+    now[0] += 3
+    late.checkHeaderDeadline(now[0] - 1)
+    served.connect().dataReceived(b"GET /" + b"a" * 20000)
+    assert served.value("cgiserve_http_requests_total", code="408", method="POST") == 1
+    assert served.value("cgiserve_http_requests_total", code="414", method="other") == 1
+    assert served.value("cgiserve_http_request_duration_seconds_count") == 2
+    assert served.value("cgiserve_http_request_duration_seconds_sum") == 3
+    assert served.value("cgiserve_http_response_bytes_total") == sum(
+        len(errorPage(code)[1]) for code in (408, 414)
+    )
+    assert served.metrics._started == {}
+
+
+def test_refusalsAtAndAfterTheHead() -> None:
+    """
+    A request refused at the end of its head counts from then, as every
+    request does; one refused for its body, from the end of its head.
+    """
+    served = _Served(maxBodySize=10)
+    try:
+        served.connect().dataReceived(
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n"
+        )
+        assert served.value("cgiserve_http_request_duration_seconds_count") == 1
+        assert served.value("cgiserve_http_request_duration_seconds_sum") == 0
+        growing = served.connect()
+        growing.dataReceived(
+            b"PUT / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"8\r\n12345678\r\n"
+        )
+        served.time.now += 2
+        growing.dataReceived(b"8\r\n12345678\r\n")
+        assert (
+            served.value("cgiserve_http_requests_total", code="413", method="PUT") == 1
+        )
+        assert served.value("cgiserve_http_request_duration_seconds_sum") == 2
+        assert served.metrics._started == {}
+    finally:
+        for connection in served.open:
+            if connection._channel.transport is not None:
+                connection.connectionLost(Failure(ConnectionDone()))

@@ -7,6 +7,7 @@ a real L{CGIServeSite} in simulated time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from io import BytesIO
 from typing import Any
@@ -28,7 +29,9 @@ from tests.support.fakes import SocketTransport
 from twisted_cgiserve._http import channel, site
 from twisted_cgiserve._http.clock import SecondClock
 from twisted_cgiserve._http.connection import HTTPConnection
+from twisted_cgiserve._http.forwarded import TrustedProxies
 from twisted_cgiserve._http.h2 import CGIServeH2Connection
+from twisted_cgiserve._http.request import trustingRequests
 from twisted_cgiserve._http.site import CGIServeSite
 from twisted_cgiserve._http.spool import IN_MEMORY, BodySpool
 
@@ -618,3 +621,107 @@ def test_buildsOurConnections() -> None:
     connection = server.site.buildProtocol(CLIENT)
     assert isinstance(connection, HTTPConnection)
     assert connection.site is server.site
+
+
+# Requests the connection refuses itself
+
+
+def _refusalLines(server: _Server, data: bytes) -> tuple[list[str], bytes]:
+    """
+    What the access log says, and what the client gets, for C{data} sent on
+    a new connection (with the site's header sweep run once overdue).
+    """
+    connection, transport = server.connect()
+    with capturedLogs() as events:
+        connection.dataReceived(data)
+    lines = [formatEvent(e) for e in events if e["log_namespace"] == "cgiserve.access"]
+    return lines, transport.value()
+
+
+def _fields(line: str) -> tuple[str, str, str, str]:
+    """
+    The client, the request line, the status and the length of an access
+    log line.
+    """
+    match = re.fullmatch(r'(\S+) - - \[[^]]+\] "(.*)" (\d+) (\S+) "-" "-"', line)
+    assert match is not None, line
+    client, request, status, length = match.groups()
+    return client, request, status, length
+
+
+@pytest.mark.parametrize(
+    ("data", "line", "status"),
+    [
+        # Before the request line is whole or parsed: "-", as Apache logs a
+        # 408 without one.
+        (b"GET /" + b"a" * 20000, "-", "414"),
+        (b"NOT A REQUEST LINE AT ALL\r\n", "-", "400"),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 20000, "GET / HTTP/1.1", "431"),
+        (b"GET /x HTTP/1.1\r\nBad Header\r\n\r\n", "GET /x HTTP/1.1", "400"),
+        (b"GET /x HTTP/1.1\r\nHost: a b\r\n\r\n", "GET /x HTTP/1.1", "400"),
+        (
+            b"POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 11\r\n\r\n",
+            "POST /up HTTP/1.1",
+            "413",
+        ),
+    ],
+)
+def test_refusalsAreLogged(data: bytes, line: str, status: str) -> None:
+    """
+    A request the HTTP/1.x connection refuses itself is in the access log
+    as any answered request is, with its request line once parsed and the
+    length of the error page sent.
+    """
+    server = _server(maxBodySize=10)
+    lines, sent = _refusalLines(server, data)
+    assert sent.startswith(b"HTTP/1.1 %s " % (status.encode(),))
+    body = sent.split(b"\r\n\r\n", 1)[1]
+    [logged] = lines
+    assert _fields(logged) == ("192.0.2.5", line, status, str(len(body)))
+
+
+def test_headerTimeoutIsLogged(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A request whose head was overdue is logged with its 408, its request
+    line if it had arrived.
+    """
+    now = [1000.0]
+    monkeypatch.setattr(site, "monotonic", lambda: now[0])
+    monkeypatch.setattr(channel, "monotonic", lambda: now[0])
+    server = _server(headerTimeout=2)
+    server.site.startFactory()
+    withLine, _ = server.connect()
+    withoutLine, _ = server.connect()
+    withLine.dataReceived(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
+    withoutLine.dataReceived(b"GET /slo")
+    now[0] += 3
+    with capturedLogs() as events:
+        server.clock.advance(1)
+    lines = [formatEvent(e) for e in events if e["log_namespace"] == "cgiserve.access"]
+    assert sorted(_fields(line)[1:3] for line in lines) == [
+        ("-", "408"),
+        ("GET /slow HTTP/1.1", "408"),
+    ]
+    server.site.stopFactory()
+
+
+def test_refusalAtTheHeadsEndSeesTheForwardedClient() -> None:
+    """
+    Behind a trusted proxy, a request refused at the end of its head (here
+    for its body's size) is logged with the client the proxy names; one
+    refused before its head was complete, with the proxy's own address.
+    """
+    server = _server(maxBodySize=10)
+    server.site.requestFactory = trustingRequests(
+        TrustedProxies.parse(["192.0.2.0/24"])
+    )
+    lines, _ = _refusalLines(
+        server,
+        b"POST / HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 198.51.100.9\r\n"
+        b"Content-Length: 11\r\n\r\n",
+    )
+    assert _fields(lines[0])[:3] == ("198.51.100.9", "POST / HTTP/1.1", "413")
+    lines, _ = _refusalLines(
+        server, b"GET / HTTP/1.1\r\nX-Forwarded-For: 198.51.100.9\r\nBad\r\n\r\n"
+    )
+    assert _fields(lines[0])[:3] == ("192.0.2.5", "GET / HTTP/1.1", "400")

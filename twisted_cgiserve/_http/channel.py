@@ -8,7 +8,9 @@ Twisted closes the connection without a word when a request or header line
 is longer than it accepts (or a C{Content-Length} longer than Python's
 integers parse), and answers other unparseable requests with a bare C{400}
 that has no body; a client (or the person debugging it) then cannot tell a
-server limit from a network failure.
+server limit from a network failure. Here each gets a complete error
+response, and is in the site's access log and metrics as an answered
+request is.
 
 Twisted also answers every request a client pipelines, whether or not the
 client reads the answers: they pile up in the transport's buffer without
@@ -56,7 +58,9 @@ fails loudly; each has a canary in C{tests/http/test_channel.py}:
    before Twisted reads it itself;
  - L{HTTPChannel._command} and L{HTTPChannel._path}: with C{_version}, the
    request line as sent, known from the end of the head on
-   (L{receivedRequestLine});
+   (L{receivedRequestLine}); C{_command} is there only from the parse of
+   a request line to the end of its body, which says whether the request
+   a refusal ends had a line yet;
  - L{HTTPChannel._receivedHeaderSize} and
    L{HTTPChannel._receivedHeaderCount}: the bytes and header lines of the
    request head so far (zero between requests);
@@ -76,7 +80,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from time import monotonic
-from typing import Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 from zope.interface import implementer
 
@@ -90,6 +94,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web.http import HTTPChannel, Request
+from twisted.web.iweb import INonQueuedRequestFactory
 
 from twisted_cgiserve._http.basicauth import EarlyGate
 from twisted_cgiserve._http.errors import errorPage
@@ -150,6 +155,23 @@ class _GatesAuthentication(Protocol):
     """
 
     authGate: EarlyGate | None
+
+
+@runtime_checkable
+class _LogsRefusals(Protocol):
+    """
+    A site that logs the requests its connections refuse (this server's
+    own, L{CGIServeSite.logRefusal<twisted_cgiserve._http.site.CGIServeSite>}).
+    """
+
+    def logRefusal(
+        self,
+        request: Request,
+        line: bytes | None,
+        *,
+        waited: float,
+        headComplete: bool,
+    ) -> None: ...
 
 
 def rawErrorResponse(
@@ -244,18 +266,69 @@ class CGIServeChannel(HTTPChannel):
             self._host = super().getHost()
         return self._host
 
-    def refuse(self, code: int, headers: Sequence[tuple[bytes, bytes]] = ()) -> None:
+    def refuse(
+        self,
+        code: int,
+        headers: Sequence[tuple[bytes, bytes]] = (),
+        *,
+        headComplete: bool = False,
+    ) -> None:
         """
         Answer C{code} (with C{headers}) and close the connection; nothing
-        more it sends is read.
+        more it sends is read. The refused request is logged (see
+        L{_LogsRefusals}). It is one not processed yet: the head's and the
+        body's refusals come before the request is (a request processed at
+        the end of its head has a length, and no more body than that).
+
+        @param headComplete: Whether the request's head has all arrived.
         """
         if self._refused:
             return
         self._refused = True
-        self.headerStarted = None
+        started, self.headerStarted = self.headerStarted, None
+        request = self.requests[-1] if self.requests else None
         if self.transport is not None:
             self.transport.write(rawErrorResponse(code, self.serverSoftware, headers))
+        site = self.site
+        if isinstance(site, _LogsRefusals):
+            if request is None:
+                # Refused before its request line was whole: a request
+                # made only to be logged.
+                request = self._newRequest()
+            request.setResponseCode(code)
+            request.sentLength = len(errorPage(code)[1])
+            site.logRefusal(
+                request,
+                self._parsedRequestLine(),
+                # From its first bytes while its head was incomplete; a
+                # request refused at its head's end counts from then, as
+                # every other request.
+                waited=0.0 if started is None else monotonic() - started,
+                headComplete=headComplete,
+            )
         self.loseConnection()
+
+    def _newRequest(self) -> Request:
+        """
+        A request of this channel's kind, as Twisted makes one at a request
+        line.
+        """
+        factory: Any = self.requestFactory
+        if INonQueuedRequestFactory.providedBy(factory):
+            made: Request = factory(self)
+        else:
+            made = factory(self, len(self.requests))
+        return made
+
+    def _parsedRequestLine(self) -> bytes | None:
+        """
+        The current request's line, once Twisted has parsed it: it sets
+        C{_command}, C{_path} and C{_version} when it has, and deletes them
+        with the end of the request's body.
+        """
+        if not hasattr(self, "_command"):
+            return None
+        return receivedRequestLine(self)
 
     # Twisted's entry points, silenced once the connection is refused.
 
@@ -367,11 +440,11 @@ class CGIServeChannel(HTTPChannel):
         """
         self.headerStarted = None
         if not self._hostAcceptable(self.requests[-1]):
-            self.refuse(400)
+            self.refuse(400, headComplete=True)
             return
         limit = self._maxBodySize
         if limit and self.length is not None and self.length > limit:
-            self.refuse(413)
+            self.refuse(413, headComplete=True)
             return
         gate = self._authGate
         if gate is not None and self.length != 0:
@@ -379,7 +452,7 @@ class CGIServeChannel(HTTPChannel):
                 self._path, self.requests[-1].requestHeaders
             )
             if challenge is not None:
-                self.refuse(401, [(b"WWW-Authenticate", challenge)])
+                self.refuse(401, [(b"WWW-Authenticate", challenge)], headComplete=True)
                 return
         super().allHeadersReceived()
         request = self.requests[-1] if self.requests else None

@@ -222,11 +222,14 @@ class ServerMetrics:
 
     # HTTP
 
-    def requestStarted(self, request: object) -> None:
+    def requestStarted(self, request: object, ago: float = 0.0) -> None:
         """
-        C{request}'s head is complete: its duration counts from now.
+        C{request}'s head is complete: its duration counts from now, or
+        from C{ago} seconds before (a request refused as its head arrived
+        counts from its first bytes). A request already started keeps its
+        start (its body refused).
         """
-        self._started[request] = self._now()
+        self._started.setdefault(request, self._now() - ago)
 
     def requestForgotten(self, request: object) -> None:
         """

@@ -90,6 +90,8 @@ class CGIServeRequest(Request):
     # What a trusted proxy said about the scheme: L{None} when it said
     # nothing, and the connection's own answer stands.
     _forwardedSecure: bool | None = None
+    # The head's end was seen (headArrived).
+    _headKnown = False
     # Bytes of the body received so far.
     _bodyReceived = 0
     # The site tracking this request as in flight, until it ends.
@@ -232,14 +234,7 @@ class CGIServeRequest(Request):
         connection's last.
         """
         channel = self.channel
-        self.clientRequestLine = receivedRequestLine(channel)
-        if self.trustedProxies is not None:
-            # Before anything reads the client's address: the site's
-            # refusals, the CGI environment, --cgi-debug, the access log.
-            forwarded = self.trustedProxies.resolve(self.client, self.requestHeaders)
-            if forwarded is not None:
-                self.client = forwarded.client
-                self._forwardedSecure = forwarded.secure
+        self.headArrived()
         site = self._channelSite()
         site.requestStarted(self)
         self._tracker = site
@@ -252,6 +247,24 @@ class CGIServeRequest(Request):
         limit = site.maxBodySize
         if isStream(channel) and length is not None and limit and length > limit:
             self._refuseBody()
+
+    def headArrived(self) -> None:
+        """
+        The request's head is complete: its request line is known and,
+        behind a trusted proxy, its client and scheme, before anything reads
+        them (the site's refusals, the CGI environment, C{--cgi-debug}, the
+        access log). Once, at L{gotLength}, or earlier for a request its
+        connection refuses at the end of its head.
+        """
+        if self._headKnown:
+            return
+        self._headKnown = True
+        self.clientRequestLine = receivedRequestLine(self.channel)
+        if self.trustedProxies is not None:
+            forwarded = self.trustedProxies.resolve(self.client, self.requestHeaders)
+            if forwarded is not None:
+                self.client = forwarded.client
+                self._forwardedSecure = forwarded.secure
 
     def isSecure(self) -> bool:
         """
@@ -334,7 +347,7 @@ class CGIServeRequest(Request):
                 )
         if code:
             if isinstance(channel, CGIServeChannel):
-                channel.refuse(code)
+                channel.refuse(code, headComplete=True)
             else:
                 self._refusalCode = code
                 self._refuseBody()

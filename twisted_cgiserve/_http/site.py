@@ -215,6 +215,38 @@ class CGIServeSite(Site):
         for connection in list(self.channels):
             connection.checkHeaderDeadline(deadline)
 
+    def logRefusal(
+        self,
+        request: http.Request,
+        line: bytes | None,
+        *,
+        waited: float,
+        headComplete: bool,
+    ) -> None:
+        """
+        A request the HTTP/1.x connection refused itself (C{400}, C{408},
+        C{413}, C{414}, C{431}, the early C{401}), its code and page length
+        set: logged and counted as every answered request is, as nginx and
+        Apache log them (a C{fail2ban} filter counts those 401s and 400s).
+
+        @param line: Its request line, when the connection had parsed it
+            (C{-} in the log otherwise: Apache writes that for a C{408}).
+        @param waited: Seconds it has taken so far, for its duration
+            (unless it is in flight already: its body refused).
+        @param headComplete: Whether its head had all arrived, and so a
+            trusted proxy's word on its client may be taken.
+        """
+        if isinstance(request, CGIServeRequest):
+            if headComplete:
+                request.headArrived()
+            elif line is not None:
+                request.clientRequestLine = line
+        if line is not None:
+            request.method = line.split(b" ", 1)[0]
+        if self.metrics is not None:
+            self.metrics.requestStarted(request, ago=waited)
+        self.log(request)
+
     def getContentFile(self, length: int | None) -> IO[bytes]:
         """
         Where a request body is kept until it is used: in memory when small,
