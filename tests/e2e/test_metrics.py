@@ -97,6 +97,22 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def onlyTheScrapesConnection(server: Server, timeout: float = 5.0) -> Samples | None:
+    """
+    The first scrape, within C{timeout} seconds, that counts one HTTP/1.1
+    connection open, its own: the others have been seen closed.
+    """
+    found: Samples | None = waitFor(
+        lambda: (
+            (s := scrape(server))
+            and value(s, "cgiserve_http_connections", protocol="http/1.1") == 1
+            and s
+        ),
+        timeout,
+    )
+    return found or None
+
+
 def _requests(samples: Samples, code: str) -> float:
     return value(samples, "cgiserve_http_requests_total", code=code, method="GET")
 
@@ -228,6 +244,26 @@ def test_cgiRunsFailuresTimeouts(server: Server) -> None:
     assert _requests(after, "504") - _requests(before, "504") == 1
 
 
+def test_connectionRefusalsCountedAndLogged(server: Server) -> None:
+    """
+    Requests the connection refuses before any resource sees them, a
+    request line over 16 KiB (414) and one that is no request line (400):
+    counted, and in the access log, their request C{-}.
+    """
+    before = scrape(server)
+    assert _get(server, "/" + "a" * 20000)[0] == 414
+    with socket.create_connection((server.host, server.port), timeout=10) as sock:
+        sock.sendall(b"NONSENSE\r\n\r\n")
+        assert sock.recv(65536).startswith(b"HTTP/1.1 400 ")
+    after = scrape(server)
+    for code in ("414", "400"):
+        counted = value(
+            after, "cgiserve_http_requests_total", code=code, method="other"
+        ) - value(before, "cgiserve_http_requests_total", code=code, method="other")
+        assert counted == 1, code
+        assert server.logLines(f'"-" {code} ')
+
+
 def test_processCapRefusals(server: Server, tree: Path) -> None:
     """
     While one script holds the only process --cgi-max-processes 1 allows,
@@ -280,13 +316,7 @@ def test_connectionsGaugeReleased(server: Server) -> None:
     finally:
         for connection in held:
             connection.close()
-    after = waitFor(
-        lambda: (
-            (s := scrape(server))
-            and value(s, "cgiserve_http_connections", protocol="http/1.1") == 1
-            and s
-        )
-    )
+    after = onlyTheScrapesConnection(server)
     assert after, "closed connections are still counted"
     assert value(after, "cgiserve_http_connections", protocol="h2") == 0
 
@@ -446,15 +476,7 @@ def test_deadWorkersConnectionsDropped(tree: Path) -> None:
         finally:
             for connection in held:
                 connection.close()
-        after = waitFor(
-            lambda: (
-                (s := scrape(server))
-                and value(s, "cgiserve_http_connections", protocol="http/1.1") == 1
-                and s
-            ),
-            10,
-        )
-        assert after, scrape(server)
+        assert onlyTheScrapesConnection(server, 10), scrape(server)
 
 
 def test_behindATrustedProxyTheClientDecides(tree: Path) -> None:
