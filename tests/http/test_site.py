@@ -525,18 +525,34 @@ def test_http2EndedConnectionClosesWithoutAbort() -> None:
 # The header deadline, the body store and the access log
 
 
-def test_headerSweepRefusesOverdueHeads(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """
+    The monotonic clock of the header deadline, moved by the test.
+    """
+    now = [1000.0]
+    monkeypatch.setattr(site, "monotonic", lambda: now[0])
+    monkeypatch.setattr(channel, "monotonic", lambda: now[0])
+    return now
+
+
+def _sweeping() -> _Server:
+    """
+    A server whose header deadline is 2 s, its sweep started.
+    """
+    server = _server(headerTimeout=2)
+    server.site.startFactory()
+    return server
+
+
+def test_headerSweepRefusesOverdueHeads(now: list[float]) -> None:
     """
     Once started, the site sweeps its connections a few times per header
     timeout (at most once a second) on its reactor, and refuses with 408 a
     request whose head is overdue; a connection between requests is left
     alone.
     """
-    now = [1000.0]
-    monkeypatch.setattr(site, "monotonic", lambda: now[0])
-    monkeypatch.setattr(channel, "monotonic", lambda: now[0])
-    server = _server(headerTimeout=2)
-    server.site.startFactory()
+    server = _sweeping()
     slow, slowTransport = server.connect()
     _, idleTransport = server.connect()
     slow.dataReceived(b"GET / HTTP/1.1\r\n")
@@ -680,16 +696,12 @@ def test_refusalsAreLogged(data: bytes, line: str, status: str) -> None:
     assert _fields(logged) == ("192.0.2.5", line, status, str(len(body)))
 
 
-def test_headerTimeoutIsLogged(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_headerTimeoutIsLogged(now: list[float]) -> None:
     """
     A request whose head was overdue is logged with its 408, its request
     line if it had arrived.
     """
-    now = [1000.0]
-    monkeypatch.setattr(site, "monotonic", lambda: now[0])
-    monkeypatch.setattr(channel, "monotonic", lambda: now[0])
-    server = _server(headerTimeout=2)
-    server.site.startFactory()
+    server = _sweeping()
     withLine, _ = server.connect()
     withoutLine, _ = server.connect()
     withLine.dataReceived(b"GET /slow HTTP/1.1\r\nHost: a\r\n")
