@@ -42,6 +42,7 @@ __all__ = [
     "X_FORWARDED_FOR",
     "Forwarded",
     "TrustedProxies",
+    "optionNetwork",
     "parseNode",
     "plainNetwork",
 ]
@@ -97,6 +98,26 @@ def plainNetwork(
     if mapped is not None and network.prefixlen >= 96:
         return ipaddress.IPv4Network((mapped, network.prefixlen - 96))
     return network
+
+
+def optionNetwork(option: str, value: str) -> _Network:
+    """
+    A network as a command-line C{option} takes it: a CIDR (C{10.0.0.0/8},
+    C{2001:db8::/32}) or a bare address (one host), a mapped one as plain
+    IPv4 (L{plainNetwork}).
+
+    @raise ValueError: With a message naming C{option}, fit for the command
+        line; a network with host bits set (C{10.1.2.3/8}) is refused
+        rather than guessed.
+    """
+    try:
+        network = ipaddress.ip_network(value.strip(), strict=True)
+    except ValueError as e:
+        raise ValueError(
+            f"{option} {value!r} is not an address or network "
+            f"(as 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32): {e}"
+        ) from None
+    return plainNetwork(network)
 
 
 def parseNode(node: str) -> tuple[_IP, int] | None:
@@ -222,17 +243,9 @@ class TrustedProxies:
         @raise ValueError: A value is neither, or has host bits set; the
             message names it.
         """
-        networks: list[_Network] = []
-        for value in values:
-            try:
-                network = ipaddress.ip_network(value.strip(), strict=True)
-            except ValueError as e:
-                raise ValueError(
-                    f"--trusted-proxy {value!r} is not an address or network "
-                    f"(as 10.0.0.0/8, 192.0.2.7 or 2001:db8::/32): {e}"
-                ) from None
-            networks.append(plainNetwork(network))
-        return cls(networks, header)
+        return cls(
+            [optionNetwork("--trusted-proxy", value) for value in values], header
+        )
 
     def trusts(self, ip: _IP) -> bool:
         """

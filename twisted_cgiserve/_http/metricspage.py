@@ -43,7 +43,7 @@ from twisted.web.resource import IResource, Resource
 from twisted.web.wsgi import WSGIResource
 
 from twisted_cgiserve._http.errors import sendError
-from twisted_cgiserve._http.forwarded import plainNetwork
+from twisted_cgiserve._http.forwarded import optionNetwork
 from twisted_cgiserve._http.paths import BadRequestPath, ResolvedPath, resolvePath
 
 if TYPE_CHECKING:
@@ -104,14 +104,7 @@ def parseNetwork(value: str) -> Network:
     @raise ValueError: With a message fit for the command line; a network
         with host bits set (C{10.1.2.3/8}) is refused rather than guessed.
     """
-    try:
-        network = ipaddress.ip_network(value.strip(), strict=True)
-    except ValueError as e:
-        raise ValueError(
-            f"--metrics-allow {value!r} is not an address or network "
-            f"such as 127.0.0.1 or 10.0.0.0/8 ({e})"
-        ) from None
-    return plainNetwork(network)
+    return optionNetwork("--metrics-allow", value)
 
 
 def clientAllowed(address: object, networks: Iterable[Network]) -> bool:
